@@ -1,0 +1,40 @@
+# lossd: `make serve` and `make test` work on a fresh machine with only Python 3.11 and pip.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test parity golden proto bench bench-core fuzz container-test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)  ## REST on :8000, gRPC on :50051
+	$(VENV)/bin/lossd serve
+
+test: $(STAMP)  ## the whole suite (torch-only tests are skipped unless torch is installed)
+	$(PY) -m pytest -q
+
+$(VENV)/.torch: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,parity]'
+	touch $@
+
+parity: $(VENV)/.torch  ## live parity with torch 2.13 (CPU wheel from this machine's disk)
+	$(PY) -m pytest -q -m torch tests/core
+
+golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
+	$(PY) -m tests.golden.generate
+
+proto: $(STAMP)  ## regenerate service/_proto from protos/
+	$(PY) -m service.api.protogen
+
+bench-core: $(VENV)/.torch
+	$(PY) -m bench.core
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,80 @@
+"""One exception tree for the whole service.
+
+Every error lossd raises on purpose is a :class:`LossdError` with a transport-neutral
+:class:`ErrorCode`. Each transport maps the code once (REST: ``HTTP_STATUS``; gRPC: the
+frontend's own table); anything else that escapes is a bug and becomes ``INTERNAL``.
+
+    LossdError
+    ├── InvalidArgument     bad shape, dtype, option or value         400 / INVALID_ARGUMENT
+    ├── NotFound            unknown loss                              404 / NOT_FOUND
+    ├── PayloadTooLarge     over a size limit                         413 / RESOURCE_EXHAUSTED
+    ├── Unavailable         queue full, draining                      503 / UNAVAILABLE
+    ├── DeadlineExceeded    expired before compute                    504 / DEADLINE_EXCEEDED
+    └── Unauthenticated     auth on and token missing or wrong        401 / UNAUTHENTICATED
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INTERNAL = "INTERNAL"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class LossdError(Exception):
+    """Base of every deliberate error: a code, a message for humans, the offending field."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        body = {"code": self.code.value, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidArgument(LossdError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(LossdError):
+    code = ErrorCode.NOT_FOUND
+
+
+class PayloadTooLarge(LossdError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Unavailable(LossdError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class DeadlineExceeded(LossdError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(LossdError):
+    code = ErrorCode.UNAUTHENTICATED

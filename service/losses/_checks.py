@@ -1,0 +1,98 @@
+"""Shared input checks. Each raises ``InvalidArgument`` naming the field, expected vs got."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import InvalidArgument
+
+
+def field(name: str) -> str:
+    """Wire field of a tensor argument."""
+    return f"inputs.{name}"
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def fail(name: str, message: str, *, option: bool = False) -> InvalidArgument:
+    """An error about tensor (or option) ``name``: ``raise fail("target", "...")``."""
+    return InvalidArgument(f"{name}: {message}", field=f"options.{name}" if option else field(name))
+
+
+def check_ndim(name: str, array: np.ndarray, allowed: Iterable[int], pattern: str) -> None:
+    allowed = tuple(allowed)
+    if array.ndim not in allowed:
+        raise fail(name, f"expected {pattern} ({' or '.join(f'{n}-D' for n in allowed)}); "
+                         f"got {array.ndim}-D shape {shape_str(array.shape)}")
+
+
+def check_min_ndim(name: str, array: np.ndarray, minimum: int, pattern: str) -> None:
+    if array.ndim < minimum:
+        raise fail(name, f"expected {pattern} (at least {minimum}-D); "
+                         f"got {array.ndim}-D shape {shape_str(array.shape)}")
+
+
+def check_shape(name: str, array: np.ndarray, expected: Sequence[int], why: str) -> None:
+    """``target must have shape (4,) to match input (4, 10); got (3,)``."""
+    if tuple(array.shape) != tuple(expected):
+        raise fail(name, f"must have shape {shape_str(expected)} to match {why}; "
+                         f"got {shape_str(array.shape)}")
+
+
+def check_same_shape(name: str, array: np.ndarray, other_name: str, other: np.ndarray) -> None:
+    check_shape(name, array, other.shape, f"{other_name} {shape_str(other.shape)}")
+
+
+def broadcast_shape(name: str, array: np.ndarray, other_name: str,
+                    other: np.ndarray) -> tuple[int, ...]:
+    """The broadcast shape of two tensors (torch broadcasts elementwise losses), or an error."""
+    try:
+        return np.broadcast_shapes(array.shape, other.shape)
+    except ValueError:
+        raise fail(name, f"shape {shape_str(array.shape)} cannot be broadcast with "
+                         f"{other_name} {shape_str(other.shape)}") from None
+
+
+def check_index_range(name: str, array: np.ndarray, low: int, high: int, *,
+                      ignore: int | None = None) -> None:
+    """Every value in [low, high) (values equal to ``ignore`` excepted)."""
+    if array.size == 0:
+        return
+    values = array if ignore is None else array[array != ignore]
+    if values.size == 0:
+        return
+    smallest, largest = values.min(), values.max()
+    if smallest < low or largest >= high:
+        bad = smallest if smallest < low else largest
+        extra = f" or {ignore} (ignore_index)" if ignore is not None else ""
+        raise fail(name, f"class index out of range: expected values in [{low}, {high - 1}]"
+                         f"{extra}; got {int(bad)}")
+
+
+def check_range(name: str, array: np.ndarray, low: float, high: float) -> None:
+    """Every value in [low, high]; nan fails (torch's BCE refuses it too)."""
+    if array.size == 0:
+        return
+    ok = (array >= low) & (array <= high)
+    if not ok.all():
+        bad = array[~ok].flat[0]
+        raise fail(name, f"expected every value in [{low:g}, {high:g}]; got {float(bad)!r}")
+
+
+def check_same_dtype(name: str, array: np.ndarray, other_name: str, other: np.ndarray) -> None:
+    if array.dtype != other.dtype:
+        raise fail(name, f"dtype must equal {other_name}'s ({other.dtype}); got {array.dtype}")
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    return grad.sum(axis=axes, keepdims=False).reshape(shape) if axes else grad.reshape(shape)

@@ -1,0 +1,181 @@
+"""From raw arrays and options to a validated :class:`Prepared` call, and from there to results.
+
+``prepare`` does every check (generic ones from the spec, then the loss's own ``check``), so
+the engine can validate a request before it is queued; ``evaluate`` and ``gradients`` then run
+the pure functions on trusted data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument, NotFound
+from ._checks import fail
+from ._reduce import Terms, cotangent, reduce
+from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated call: arrays cast for compute, options complete (without ``reduction``).
+
+    ``out_dtype`` is torch's result dtype (float16 inputs are computed in float32 and the
+    results cast back); ``dtypes`` and ``shapes`` are the tensors' as given, which their
+    gradients keep.
+    """
+
+    spec: LossSpec
+    arrays: dict[str, np.ndarray]
+    options: dict[str, Any]
+    reduction: str
+    out_dtype: np.dtype
+    dtypes: dict[str, np.dtype]
+    shapes: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Result:
+    loss: np.ndarray  # 0-d, or torch's 'none' shape
+    grads: dict[str, np.ndarray]
+
+
+def get_spec(name: str) -> LossSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise NotFound(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}",
+                       field="loss") from None
+
+
+def _option_value(option: OptionSpec, value: Any) -> Any:
+    """Check one option's type and bounds; returns the value in its Python type."""
+    name = option.name
+    if value is None:
+        if option.nullable or option.default is None:
+            return None
+        raise fail(name, f"expected {option.type.__name__}; got null", option=True)
+    if option.type is bool:
+        ok = isinstance(value, (bool, np.bool_))
+    elif option.type is int:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        if not ok and isinstance(value, float) and value.is_integer():
+            value, ok = int(value), True
+    elif option.type is float:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_))
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise fail(name, f"expected {option.type.__name__}; got {type(value).__name__} "
+                         f"{value!r}", option=True)
+    value = option.type(value)
+    if option.choices is not None and value not in option.choices:
+        raise fail(name, f"expected one of {', '.join(map(repr, option.choices))}; "
+                         f"got {value!r}", option=True)
+    if option.type is float and math.isnan(value):
+        raise fail(name, "expected a number; got nan", option=True)
+    low, high = option.minimum, option.maximum
+    if low is not None and (value < low or (option.exclusive_minimum and value == low)):
+        relation = ">" if option.exclusive_minimum else ">="
+        raise fail(name, f"expected a value {relation} {low:g}; got {value!r}", option=True)
+    if high is not None and (value > high or (option.exclusive_maximum and value == high)):
+        relation = "<" if option.exclusive_maximum else "<="
+        raise fail(name, f"expected a value {relation} {high:g}; got {value!r}", option=True)
+    return value
+
+
+def _compute_dtype(spec: LossSpec, arrays: Mapping[str, np.ndarray]) -> tuple[np.dtype, np.dtype]:
+    """(compute dtype, result dtype): torch's promotion over the floating tensors."""
+    floats = [a.dtype for name, a in arrays.items()
+              if spec.tensor_map[name].kind is not Kind.INDEX and a.dtype.kind == "f"]
+    if not floats:
+        return np.dtype(np.float32), np.dtype(np.float32)
+    out = np.result_type(*floats)
+    return (np.dtype(np.float32) if out == np.float16 else out), out
+
+
+def prepare(name: str, arrays: Mapping[str, np.ndarray],
+            options: Mapping[str, Any] | None = None) -> Prepared:
+    """Validate a call fully. Raises ``NotFound`` or ``InvalidArgument``; never mutates inputs."""
+    spec = get_spec(name)
+    tensors = spec.tensor_map
+    for key in arrays:
+        if key not in tensors:
+            raise InvalidArgument(
+                f"{key}: unknown tensor for loss {name!r}; expected "
+                f"{', '.join(tensors)}", field=f"inputs.{key}")
+    for tensor in spec.tensors:
+        if tensor.name not in arrays and not tensor.optional:
+            raise fail(tensor.name, f"required tensor is missing (loss {name!r} takes "
+                                    f"{', '.join(tensors)})")
+    given = given_as_is = {k: np.asarray(v) for k, v in arrays.items()}
+    for key, array in given.items():
+        accepted = tensors[key].accepted_dtypes
+        if array.dtype.name not in accepted:
+            raise fail(key, f"dtype {array.dtype.name} is not accepted; expected one of "
+                            f"{', '.join(accepted)}")
+
+    known = spec.option_map
+    opts = spec.defaults()
+    for key, value in (options or {}).items():
+        if key not in known:
+            raise InvalidArgument(f"{key}: unknown option for loss {name!r}; expected one of "
+                                  f"{', '.join(known)}", field=f"options.{key}")
+        opts[key] = _option_value(known[key], value)
+    reduction = opts.pop("reduction")
+
+    if spec.check is not None:
+        with np.errstate(all="ignore"):
+            normalised = spec.check(dict(given), opts)
+        if normalised is not None:
+            given = normalised
+    compute_dtype, out_dtype = _compute_dtype(spec, given)
+    cast = {key: array.astype(np.int64 if tensors[key].kind is Kind.INDEX else compute_dtype,
+                              copy=False)
+            for key, array in given.items()}
+    return Prepared(spec, cast, opts, reduction, out_dtype,
+                    {k: a.dtype for k, a in given_as_is.items()},
+                    {k: a.shape for k, a in given_as_is.items()})
+
+
+def evaluate(call: Prepared) -> Terms:
+    """Run the loss on a prepared call (no reduction)."""
+    with np.errstate(all="ignore"):
+        return call.spec.fn(**call.arrays, **call.options)
+
+
+def gradients(call: Prepared, upstream: np.ndarray) -> dict[str, np.ndarray]:
+    """Vector-Jacobian product of the loss's ``values`` with ``upstream`` (shape of values)."""
+    if call.spec.grad is None:
+        raise InvalidArgument(f"loss {call.spec.name!r} has no gradient", field="grad")
+    with np.errstate(all="ignore"):
+        grads = call.spec.grad(upstream, **call.arrays, **call.options)
+    # torch differentiates floating tensors only (an int64 target of MSE gets no gradient)
+    return {k: v for k, v in grads.items() if k in call.dtypes and call.dtypes[k].kind == "f"}
+
+
+def compute(name: str, arrays: Mapping[str, np.ndarray],
+            options: Mapping[str, Any] | None = None, *, grad: bool = False) -> Result:
+    """Validate, compute, reduce and (on request) differentiate one loss call.
+
+    Example:
+        >>> compute("mse", {"input": np.array([1.0, 2.0]), "target": np.array([0.0, 0.0])}).loss
+        array(2.5)
+    """
+    call = prepare(name, arrays, options)
+    terms = evaluate(call)
+    loss = reduce(terms, call.reduction, empty_mean=call.spec.empty_mean)
+    grads = gradients(call, cotangent(terms, call.reduction)) if grad else {}
+    return finish(call, loss, grads)
+
+
+def finish(call: Prepared, loss: np.ndarray, grads: dict[str, np.ndarray]) -> Result:
+    """Cast results to torch's dtypes: the loss to the result dtype, each grad to its tensor's."""
+    cast_grads = {key: np.asarray(g, dtype=call.dtypes[key]).reshape(call.shapes[key])
+                  for key, g in grads.items()}
+    return Result(np.asarray(loss, dtype=call.out_dtype), cast_grads)

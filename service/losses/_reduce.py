@@ -1,0 +1,96 @@
+"""Reduction, kept apart from the losses so that batching is exact.
+
+Every loss returns :class:`Terms`: torch's ``reduction='none'`` output plus what its mean
+divides by. Reducing a slice of the terms along axis 0 gives exactly the answer the slice would
+have had alone, which is what lets the engine batch requests and reduce each one afterwards.
+
+    none       values
+    sum        Σ values
+    mean       Σ values·scale / Σ weights      (scale defaults to 1, weights to one per value)
+    batchmean  Σ values / values.shape[0]      (KLDiv; a 0-d value is not divided)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Reduction(str, Enum):
+    NONE = "none"
+    MEAN = "mean"
+    SUM = "sum"
+    BATCHMEAN = "batchmean"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Per-sample loss values and the mean's normaliser.
+
+    Attributes:
+        values: torch's ``reduction='none'`` output; axis 0 is the batch axis when it has one.
+        weights: same shape as ``values``; the mean divides by their sum (e.g. the class weight
+            of each target in weighted cross-entropy, 0 where ignored). ``None``: one per value.
+        scale: same shape as ``values``; the mean sums ``values * scale`` (CTC divides each
+            sequence by its target length). ``None``: 1.
+    """
+
+    values: np.ndarray
+    weights: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def slice(self, start: int, stop: int) -> Terms:
+        """The terms of samples ``start:stop`` along axis 0."""
+        cut = slice(start, stop)
+        return Terms(
+            self.values[cut],
+            None if self.weights is None else self.weights[cut],
+            None if self.scale is None else self.scale[cut],
+        )
+
+
+def reduce(terms: Terms, reduction: str, *, empty_mean: float = math.nan) -> np.ndarray:
+    """Reduce ``terms`` as torch does; returns a 0-d array unless ``reduction='none'``.
+
+    An empty mean is ``empty_mean`` (nan, like ``torch.mean``; 0 for torchvision's box losses).
+    """
+    values = terms.values
+    dtype = values.dtype
+    with np.errstate(all="ignore"):
+        if reduction == Reduction.NONE:
+            return values
+        if reduction == Reduction.SUM:
+            return np.asarray(values.sum(dtype=dtype))
+        if reduction == Reduction.BATCHMEAN:
+            total = values.sum(dtype=dtype)
+            return np.asarray(total / dtype.type(values.shape[0]) if values.ndim else total)
+        if reduction == Reduction.MEAN:
+            if values.size == 0:
+                return np.asarray(empty_mean, dtype=dtype)
+            numerator = values.sum(dtype=dtype) if terms.scale is None else np.vdot(
+                values.ravel(), terms.scale.ravel())
+            denominator = (dtype.type(values.size) if terms.weights is None
+                           else terms.weights.sum(dtype=dtype))
+            return np.asarray(numerator / denominator, dtype=dtype)
+    raise ValueError(f"{reduction!r} is not a valid value for reduction")
+
+
+def cotangent(terms: Terms, reduction: str) -> np.ndarray:
+    """d(reduced loss)/d(values): what the gradient functions multiply by (shape of values)."""
+    values = terms.values
+    dtype = values.dtype
+    with np.errstate(all="ignore"):
+        if reduction in (Reduction.NONE, Reduction.SUM):
+            return np.ones_like(values)
+        if reduction == Reduction.BATCHMEAN:
+            return np.full_like(values, 1.0 / values.shape[0] if values.ndim else 1.0)
+        if reduction == Reduction.MEAN:
+            denominator = (values.size if terms.weights is None
+                           else terms.weights.sum(dtype=dtype))
+            if terms.scale is None:
+                return np.full_like(values, dtype.type(1) / dtype.type(denominator))
+            return (terms.scale / denominator).astype(dtype, copy=False)
+    raise ValueError(f"{reduction!r} is not a valid value for reduction")

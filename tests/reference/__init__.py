@@ -1,0 +1,95 @@
+"""Independent references for the core: test cases per family, and torch as the oracle.
+
+Each family module here defines
+    cases(seed) -> list[Case]             valid and invalid calls (NumPy only, deterministic)
+    torch_loss(name, tensors, options)    the same call in torch (imports torch lazily)
+Golden fixtures are ``cases(0)`` run through torch (tests/golden/generate.py); live parity runs
+``cases(seed)`` for several seeds against torch when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+FAMILIES = ("regression", "classification", "margin", "sequence", "boxes", "segmentation")
+
+# float64 rel 1e-6, float32 rel 1e-5 (the project's contract); float16 as torch's own rounding
+RTOL = {"float64": 1e-6, "float32": 1e-5, "float16": 2e-3}
+ATOL = {"float64": 1e-10, "float32": 1e-6, "float16": 1e-3}
+
+
+@dataclass
+class Case:
+    """One call of one loss. ``error`` is a regex the core's InvalidArgument must match (torch
+    must refuse the call too, unless ``torch_accepts``: lossd is stricter on purpose)."""
+
+    id: str
+    loss: str
+    inputs: dict[str, np.ndarray]
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    torch_accepts: bool = False
+    grad: bool = True
+    finite_diff: bool = True  # central differences are valid here (no kink within reach)
+    rtol: float | None = None  # overrides RTOL for this case (say why where used)
+    atol: float | None = None
+    grad_rtol: float | None = None  # e.g. torch's own float32 CTC gradient error
+    grad_atol: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.loss}-{self.id}"
+
+
+def family(name: str) -> ModuleType:
+    return importlib.import_module(f"tests.reference.{name}")
+
+
+def available_families() -> list[ModuleType]:
+    """Family modules that exist (all of them once the core is complete)."""
+    out = []
+    for name in FAMILIES:
+        try:
+            out.append(family(name))
+        except ModuleNotFoundError:
+            continue
+    return out
+
+
+def all_cases(seed: int) -> list[Case]:
+    return [case for module in available_families() for case in module.cases(seed)]
+
+
+def torch_module_for(loss: str) -> ModuleType:
+    from service.losses import REGISTRY
+    return family(REGISTRY[loss].family)
+
+
+class Rand:
+    """Seeded array factory for cases: ``r.normal((4, 3), "float32")``."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def normal(self, shape: tuple[int, ...], dtype: str = "float64", scale: float = 1.0
+               ) -> np.ndarray:
+        return np.asarray(self.rng.standard_normal(shape) * scale).astype(dtype)
+
+    def uniform(self, shape: tuple[int, ...], dtype: str = "float64", low: float = 0.0,
+                high: float = 1.0) -> np.ndarray:
+        return np.asarray(self.rng.uniform(low, high, shape)).astype(dtype)
+
+    def integers(self, low: int, high: int, shape: tuple[int, ...], dtype: str = "int64"
+                 ) -> np.ndarray:
+        return np.asarray(self.rng.integers(low, high, shape)).astype(dtype)
+
+    def signs(self, shape: tuple[int, ...], dtype: str = "float64") -> np.ndarray:
+        return np.asarray(np.where(self.rng.random(shape) < 0.5, -1, 1)).astype(dtype)
+
+    def choice(self, options: list[Any]) -> Any:
+        return options[int(self.rng.integers(0, len(options)))]
