@@ -31,7 +31,7 @@ golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
 	$(PY) -m tests.golden.generate
 
 proto: $(STAMP)  ## regenerate service/_proto from protos/
-	$(PY) -m service.api.protogen
+	$(PY) protos/generate.py
 
 bench-core: $(VENV)/.torch
 	$(PY) -m bench.core

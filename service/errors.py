@@ -6,6 +6,7 @@ frontend's own table); anything else that escapes is a bug and becomes ``INTERNA
 
     LossdError
     ├── InvalidArgument     bad shape, dtype, option or value         400 / INVALID_ARGUMENT
+    │   └── MalformedRequest   not JSON / wrong request structure      422 / INVALID_ARGUMENT
     ├── NotFound            unknown loss                              404 / NOT_FOUND
     ├── PayloadTooLarge     over a size limit                         413 / RESOURCE_EXHAUSTED
     ├── Unavailable         queue full, draining                      503 / UNAVAILABLE
@@ -58,6 +59,10 @@ class LossdError(Exception):
 
 class InvalidArgument(LossdError):
     code = ErrorCode.INVALID_ARGUMENT
+
+
+class MalformedRequest(InvalidArgument):
+    """The request itself is not of the API's form (REST answers 422, like a schema error)."""
 
 
 class NotFound(LossdError):

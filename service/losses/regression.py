@@ -7,11 +7,14 @@ against ``input``. Every function returns :class:`Terms` whose ``values`` are to
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import broadcast_shape, check_shape, fail, shape_str, unbroadcast
 from ._reduce import Terms
-from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (FLOAT_DTYPES, INT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec,
+                    reduction_option, register)
 
 FAMILY = "regression"
 
@@ -231,3 +234,242 @@ _register_pair("huber", huber_loss, huber_loss_grad, (INPUT, TARGET, WEIGHT),
                (OptionSpec("delta", float, 1.0, "threshold between the squared and the "
                            "delta-scaled L1 term", minimum=0.0, exclusive_minimum=True),),
                check=_check_huber)
+
+
+# --- Poisson and Gaussian negative log likelihood --------------------------------------------
+
+# torch promotes integer inputs and targets of these two, but refuses bool (no `-` on bool)
+NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
+NUMERIC_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
+                           differentiable=True, description="predictions; integers promoted")
+NUMERIC_TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
+                            dtypes=NUMERIC_DTYPES, differentiable=True,
+                            description="ground truth; integers promoted")
+VAR = TensorSpec("var", "variance", "input's shape; or input's shape without its last dim; or "
+                 "input's ndim with exactly one mismatching dim of size 1", differentiable=True,
+                 description="non-negative variances (clamped to eps)")
+
+
+def _grads(upstream: np.ndarray, **local: tuple[np.ndarray, np.ndarray]
+           ) -> dict[str, np.ndarray]:
+    """``{name: (local derivative, array)}`` -> vector-Jacobian products in each array's shape."""
+    return {name: unbroadcast(np.asarray(np.multiply(d, upstream)), array.shape)
+            for name, (d, array) in local.items()}
+
+
+def _check_poisson(arrays: dict[str, np.ndarray], options: dict) -> None:
+    """target broadcasts against input (integers alone are fine: torch computes in float32)."""
+    broadcast_shape("target", arrays["target"], "input", arrays["input"])
+
+
+def poisson_nll_loss(input: np.ndarray, target: np.ndarray, *, log_input: bool = True,
+                     full: bool = False, eps: float = 1e-8) -> Terms:
+    """Poisson negative log likelihood (torch.nn.PoissonNLLLoss), elementwise.
+
+    ``log_input``: ``exp(x) - y·x`` (x is the log-rate); otherwise ``x - y·log(x + eps)``.
+    ``full`` adds the Stirling term ``y·log y - y + ½·log(2πy)`` where ``y > 1`` only (torch
+    masks ``y <= 1`` to 0, so a nan target stays nan). Targets are not range-checked.
+
+    Example: ``poisson_nll_loss(np.array([0.]), np.array([2.])).values -> [1.]``
+    """
+    if log_input:
+        values = np.asarray(np.exp(input) - target * input)
+    else:
+        values = np.asarray(input - target * np.log(input + eps))
+    if full:
+        stirling = target * np.log(target) - target + 0.5 * np.log((2 * np.pi) * target)
+        values = np.asarray(values + np.where(target <= 1, 0, stirling).astype(values.dtype))
+    return Terms(values)
+
+
+def poisson_nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                          log_input: bool = True, full: bool = False, eps: float = 1e-8
+                          ) -> dict[str, np.ndarray]:
+    """x: ``exp(x) - y`` or ``1 - y/(x + eps)``; y: ``-x`` or ``-log(x + eps)``, plus with
+    ``full`` ``log y + 1/(2y)`` where ``y > 1``. Where torch masks the Stirling term autograd
+    still multiplies 0 by ``log y``: the target gradient is nan where ``y <= 0``, as torch's."""
+    if log_input:
+        d_input, d_target = np.exp(input) - target, -input
+    else:
+        d_input, d_target = 1 - target / (input + eps), -np.log(input + eps)
+    if full:
+        d_stirling = np.where(target > 1, np.log(target) + 0.5 / target,
+                              np.where(target > 0, 0, np.nan)).astype(target.dtype, copy=False)
+        d_target = d_target + d_stirling
+    return _grads(upstream, input=(d_input, input), target=(d_target, target))
+
+
+def _check_gaussian(arrays: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+    """torch's var rules: non-negative; input's shape, input's shape minus the last dim
+    (unsqueezed), or input's ndim with the mismatching dims of var summing to 1 (one size-1
+    dim). A 0-d var fits only a 0-d or 1-D input, as in torch. All three must broadcast."""
+    input, target, var = arrays["input"], arrays["target"], arrays["var"]
+    if var.size and np.any(var < 0):
+        raise fail("var", f"expected non-negative variances; got {float(var[var < 0].flat[0])!r}")
+    if var.shape != input.shape:
+        if var.shape == input.shape[:-1]:
+            var = var[..., np.newaxis]
+        elif not (var.ndim == input.ndim and sum(
+                v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+            raise fail("var", f"expected shape {shape_str(input.shape)}, "
+                              f"{shape_str(input.shape[:-1])}, or {input.ndim}-D with one "
+                              f"dim of size 1 where input's differs; got "
+                              f"{shape_str(var.shape)}")
+    broadcast_shape("target", target, "input", input)
+    shape = np.broadcast_shapes(input.shape, target.shape)
+    try:
+        np.broadcast_shapes(shape, var.shape)
+    except ValueError:
+        raise fail("var", f"shape {shape_str(var.shape)} cannot be broadcast with input and "
+                          f"target {shape_str(shape)}") from None
+    return {**arrays, "var": var}
+
+
+def _same_batch_axis(arrays: dict[str, np.ndarray]) -> bool:
+    """Batchable when every tensor has input's ndim and batch size (var may be (N, 1, ...))."""
+    shape = arrays["input"].shape
+    return all(a.ndim == len(shape) and a.shape[:1] == shape[:1] for a in arrays.values())
+
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_nll_loss(input: np.ndarray, target: np.ndarray, var: np.ndarray, *,
+                      full: bool = False, eps: float = 1e-6) -> Terms:
+    """Gaussian negative log likelihood (torch.nn.GaussianNLLLoss), elementwise.
+
+    ``½·(log v + (x - y)² / v)`` with ``v = max(var, eps)``, plus ``½·log 2π`` if ``full``.
+    Shapes broadcast (var arrives unsqueezed by the check); 'mean' averages every element.
+
+    Example: ``gaussian_nll_loss(np.array([1.]), np.array([0.]), np.array([1.])).values
+    -> [0.5]``
+    """
+    v = np.maximum(var, eps)
+    d = np.subtract(input, target)
+    values = np.asarray(0.5 * (np.log(v) + d * d / v))
+    if full:
+        values += HALF_LOG_2PI
+    return Terms(values)
+
+
+def gaussian_nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray,
+                           var: np.ndarray, *, full: bool = False, eps: float = 1e-6
+                           ) -> dict[str, np.ndarray]:
+    """x: ``d/v``; y: ``-d/v``; var: ``½·(1/v - d²/v²)``. torch clamps var under no_grad, so
+    the var gradient passes straight through the clamp (it is taken at ``v``, never masked)."""
+    v = np.maximum(var, eps)
+    ratio = np.subtract(input, target) / v
+    d_var = 0.5 * (1 / v - ratio * ratio)
+    return _grads(upstream, input=(ratio, input), target=(-ratio, target), var=(d_var, var))
+
+
+# --- Beyond torch: log-cosh, MAPE, MSLE (elementwise, torch's reduction semantics) -----------
+
+LOG2 = math.log(2.0)
+
+
+def log_cosh_loss(input: np.ndarray, target: np.ndarray) -> Terms:
+    """Log-cosh ``log cosh(x - y)`` elementwise (Keras ``keras.losses.LogCosh``,
+    ``optax.losses.log_cosh``).
+
+    Computed as ``logaddexp(d, -d) - log 2`` (Optax's form): ``cosh`` overflows for
+    ``|d| > ~89`` in float32, the log-sum-exp does not. Keras averages over the last axis
+    before its batch reduction; lossd keeps one value per element and reduces like torch.
+
+    Example: ``log_cosh_loss(np.array([0., 1.]), np.array([0., 0.])).values -> [0., 0.4338]``
+    """
+    d = _diff(input, target)
+    return Terms(np.asarray(np.logaddexp(d, -d) - LOG2))
+
+
+def log_cosh_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
+                       ) -> dict[str, np.ndarray]:
+    """d log cosh(d) / dd = tanh(d) (±1 at ±inf)."""
+    return _pair_grads(np.tanh(_diff(input, target)), upstream, input, target)
+
+
+def _torch_sign(x: np.ndarray) -> np.ndarray:
+    """torch.sign: 0 at 0 and at nan (what abs() backpropagates)."""
+    return np.nan_to_num(np.sign(x), nan=0.0)
+
+
+def mape_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Terms:
+    """Absolute percentage error ``100·|y - x| / max(|y|, eps)`` elementwise (Keras
+    ``keras.losses.MeanAbsolutePercentageError``; ``eps`` is Keras's ``backend.epsilon()``,
+    1e-7). Keras averages over the last axis first; lossd reduces like torch.
+
+    Example: ``mape_loss(np.array([1., 3.]), np.array([2., 2.])).values -> [50., 50.]``
+    """
+    scale = np.maximum(np.abs(target), eps)
+    return Terms(np.asarray(100 * np.abs(_diff(target, input)) / scale))
+
+
+def mape_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                   eps: float = 1e-7) -> dict[str, np.ndarray]:
+    """x: ``100·sign(x - y)/m``; y: ``100·(sign(y - x)/m - |y - x|·sign(y)/m²)`` with
+    ``m = max(|y|, eps)``; the second term only where ``|y| >= eps`` (torch's clamp passes the
+    gradient at equality)."""
+    scale = np.maximum(np.abs(target), eps)
+    diff = _diff(target, input)
+    d_input = -100 * _torch_sign(diff) / scale
+    through = np.where(np.abs(target) >= eps, _torch_sign(target), 0).astype(scale.dtype,
+                                                                            copy=False)
+    d_target = 100 * (_torch_sign(diff) / scale - np.abs(diff) * through / (scale * scale))
+    return _grads(upstream, input=(d_input, input), target=(d_target, target))
+
+
+def msle_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Terms:
+    """Squared logarithmic error ``(log(1 + max(x, eps)) - log(1 + max(y, eps)))²``
+    elementwise (Keras ``keras.losses.MeanSquaredLogarithmicError``).
+
+    Keras clips both tensors at ``backend.epsilon()`` (1e-7) before the log, so negative values
+    count as eps; that clipping is kept. The log is ``log1p`` (Keras writes ``log(· + 1)``: the
+    same function, without float32 cancellation near 0). Keras averages over the last axis
+    first; lossd reduces like torch.
+
+    Example: ``msle_loss(np.array([np.e - 1]), np.array([0.])).values -> [~1.]``
+    """
+    d = np.asarray(np.log1p(np.maximum(input, eps)) - np.log1p(np.maximum(target, eps)))
+    return Terms(np.multiply(d, d, out=d))
+
+
+def msle_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                   eps: float = 1e-7) -> dict[str, np.ndarray]:
+    """x: ``2·d/(1 + max(x, eps))`` where ``x >= eps``, else 0 (the clip); y likewise with -d.
+    A nan is outside the clip's pass-through (torch's clamp backward), so it gets 0."""
+    cx, cy = np.maximum(input, eps), np.maximum(target, eps)
+    twice = 2 * (np.log1p(cx) - np.log1p(cy))
+    d_input = np.where(input >= eps, twice / (1 + cx), 0).astype(twice.dtype, copy=False)
+    d_target = np.where(target >= eps, -twice / (1 + cy), 0).astype(twice.dtype, copy=False)
+    return _grads(upstream, input=(d_input, input), target=(d_target, target))
+
+
+def _eps_option(default: float, what: str) -> OptionSpec:
+    return OptionSpec("eps", float, default, what, minimum=0.0)
+
+
+register(LossSpec("poisson_nll", poisson_nll_loss, (NUMERIC_INPUT, NUMERIC_TARGET),
+                  (REDUCTION,
+                   OptionSpec("log_input", bool, True, "input is the log of the rate"),
+                   OptionSpec("full", bool, False, "add the Stirling term where target > 1"),
+                   OptionSpec("eps", float, 1e-8, "added to input before the log when "
+                              "log_input is false")),
+                  torch="torch.nn.functional.poisson_nll_loss", family=FAMILY,
+                  check=_check_poisson, grad=poisson_nll_loss_grad, batchable=_same_shapes))
+register(LossSpec("gaussian_nll", gaussian_nll_loss, (NUMERIC_INPUT, NUMERIC_TARGET, VAR),
+                  (REDUCTION,
+                   OptionSpec("full", bool, False, "add the constant ½·log 2π"),
+                   OptionSpec("eps", float, 1e-6, "var is clamped to at least eps")),
+                  torch="torch.nn.functional.gaussian_nll_loss", family=FAMILY,
+                  check=_check_gaussian, grad=gaussian_nll_loss_grad,
+                  batchable=_same_batch_axis))
+_register_pair("log_cosh", log_cosh_loss, log_cosh_loss_grad, (REAL_INPUT, TARGET),
+               torch="none (keras.losses.LogCosh, optax.losses.log_cosh; elementwise)")
+_register_pair("mape", mape_loss, mape_loss_grad, (REAL_INPUT, TARGET),
+               (_eps_option(1e-7, "lower bound of |target| in the denominator (Keras "
+                                  "backend.epsilon())"),),
+               torch="none (keras.losses.MeanAbsolutePercentageError; elementwise)")
+_register_pair("msle", msle_loss, msle_loss_grad, (REAL_INPUT, TARGET),
+               (_eps_option(1e-7, "input and target are clipped to at least eps before the "
+                                  "log (Keras backend.epsilon())"),),
+               torch="none (keras.losses.MeanSquaredLogarithmicError; elementwise)")

@@ -1,0 +1,247 @@
+"""One codec for every frontend: wire tensors <-> NumPy arrays.
+
+Wire dtypes are torch's names. ``bfloat16`` has no NumPy dtype: it is widened to float32 on the
+way in (exact: a bfloat16 is the top half of a float32) and rounded back to nearest-even on the
+way out, so a bfloat16 caller gets bfloat16 back, as from torch.
+
+JSON tensors come in three encodings, and answers use the one the request used for ``input``:
+    nested list                      [[0.1, 0.2], [0.3, "NaN"]]
+    {"dtype", "shape", "data"}       data: flat list, row-major
+    {"dtype", "shape", "b64"}        b64: little-endian raw bytes, base64
+Non-finite numbers travel as the strings "NaN", "Infinity", "-Infinity" (proto3 JSON mapping).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument, PayloadTooLarge
+from ..losses import Kind, TensorSpec
+
+BFLOAT16 = "bfloat16"
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name).newbyteorder("<") for name in (
+        "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+}
+WIRE_DTYPES = (*NUMPY_DTYPES, BFLOAT16)
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class Encoding(str, Enum):
+    LIST = "list"
+    DATA = "data"
+    B64 = "b64"
+    RAW = "raw"  # gRPC bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tensor_elements: int
+    max_ndim: int
+    max_body_bytes: int
+
+
+def _fail(field: str, message: str) -> InvalidArgument:
+    return InvalidArgument(f"{field}: {message}", field=field)
+
+
+def check_shape(shape: Sequence[Any], field: str, limits: Limits) -> tuple[int, ...]:
+    if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise _fail(field, f"shape must be a list of integers; got {shape!r}"[:300])
+    if len(shape) > limits.max_ndim:
+        raise _fail(field, f"at most {limits.max_ndim} dimensions; got {len(shape)}")
+    if any(d < 0 for d in shape):
+        raise _fail(field, f"shape must be non-negative; got {list(shape)}")
+    count = math.prod(shape)
+    if count > limits.max_tensor_elements:
+        raise PayloadTooLarge(f"{field}: at most {limits.max_tensor_elements} elements per "
+                              f"tensor; got {count}", field=field)
+    return tuple(shape)
+
+
+def _numpy_dtype(dtype: Any, field: str) -> np.dtype:
+    """The NumPy dtype that carries a wire dtype (bfloat16 travels as uint16 bit patterns)."""
+    if dtype == BFLOAT16:
+        return np.dtype("<u2")
+    try:
+        return NUMPY_DTYPES[dtype]
+    except (KeyError, TypeError):
+        raise _fail(field, f"dtype must be one of {', '.join(WIRE_DTYPES)}; got {dtype!r}"
+                    ) from None
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def float32_to_bfloat16(array: np.ndarray) -> np.ndarray:
+    """Round to nearest even (torch's rounding), keeping nan a nan; returns uint16 bits."""
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return np.where(np.isnan(array), 0x7FC0, rounded).astype(np.uint16)
+
+
+def from_bytes(dtype: Any, shape: Sequence[Any], raw: bytes | memoryview, field: str,
+               limits: Limits) -> np.ndarray:
+    """Zero-copy view of little-endian ``raw`` (bfloat16 widened to float32)."""
+    carrier = _numpy_dtype(dtype, field)
+    dims = check_shape(shape, field, limits)
+    expected = math.prod(dims) * carrier.itemsize
+    if len(raw) != expected:
+        raise _fail(field, f"raw data of dtype {dtype} and shape {list(dims)} must be "
+                           f"{expected} bytes; got {len(raw)}")
+    array = np.frombuffer(raw, dtype=carrier).reshape(dims)
+    if dtype == BFLOAT16:
+        return bfloat16_to_float32(array)
+    return array if carrier.isnative else array.astype(carrier.newbyteorder("="))
+
+
+def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any], field: str,
+                limits: Limits) -> np.ndarray:
+    """A flat list of numbers (non-finite as strings) in row-major order."""
+    carrier = _numpy_dtype(dtype, field)
+    dims = check_shape(shape, field, limits)
+    if len(values) != math.prod(dims):
+        raise _fail(field, f"shape {list(dims)} needs {math.prod(dims)} values; "
+                           f"got {len(values)}")
+    target = np.float32 if dtype == BFLOAT16 else carrier.newbyteorder("=")
+    return _to_array(values, field, target).reshape(dims)
+
+
+def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind == "U":  # "NaN" / "Infinity" / "-Infinity" among the numbers
+            bad = set(np.unique(array).tolist()) - set(NON_FINITE) - {
+                s for s in np.unique(array).tolist() if _is_number(s)}
+            if bad:
+                raise _fail(field, f"expected numbers (non-finite as \"NaN\", \"Infinity\", "
+                                   f"\"-Infinity\"); got {sorted(bad)[0]!r}"[:200])
+            array = array.astype(np.float64)
+        elif array.dtype == object or array.dtype.kind not in "biuf":
+            raise _fail(field, "expected a (nested) list of numbers")
+        if dtype is not None:
+            if np.dtype(dtype).kind in "iub" and array.dtype.kind == "f":
+                raise _fail(field, f"dtype {np.dtype(dtype).name} needs integer values; "
+                                   f"got floats")
+            array = array.astype(dtype)
+        return array
+    except ValueError as exc:  # ragged nesting, too deep, out-of-range integers
+        raise _fail(field, f"not a regular (nested) list of numbers: {exc}"[:300]) from None
+    except OverflowError as exc:
+        raise _fail(field, f"value out of range: {exc}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_depth_ok(obj: Any, limit: int) -> bool:
+    depth = 0
+    while isinstance(obj, list):
+        depth += 1
+        if depth > limit or not obj:
+            return depth <= limit
+        obj = obj[0]
+    return True
+
+
+def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
+              ) -> tuple[np.ndarray, Encoding, bool]:
+    """Decode a JSON tensor; returns (array, encoding used, was bfloat16)."""
+    if isinstance(obj, dict):
+        unknown = set(obj) - {"dtype", "shape", "data", "b64"}
+        if unknown:
+            raise _fail(field, f"unknown keys {sorted(unknown)}; expected dtype, shape and "
+                               f"one of data or b64")
+        if ("data" in obj) == ("b64" in obj):
+            raise _fail(field, "needs exactly one of data or b64")
+        if "dtype" not in obj or "shape" not in obj:
+            raise _fail(field, "needs dtype and shape")
+        dtype, shape = obj["dtype"], obj["shape"]
+        if "b64" in obj:
+            if not isinstance(obj["b64"], str):
+                raise _fail(field, "b64 must be a base64 string")
+            try:
+                raw = base64.b64decode(obj["b64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise _fail(field, "b64 is not valid base64") from None
+            return from_bytes(dtype, shape, raw, field, limits), Encoding.B64, dtype == BFLOAT16
+        if not isinstance(obj["data"], list):
+            raise _fail(field, "data must be a flat list of numbers")
+        return (from_values(dtype, shape, obj["data"], field, limits), Encoding.DATA,
+                dtype == BFLOAT16)
+    if isinstance(obj, str) and obj in NON_FINITE:
+        obj = NON_FINITE[obj]
+    if isinstance(obj, (list, int, float)) and not isinstance(obj, bool):
+        if not _json_depth_ok(obj, limits.max_ndim):
+            raise _fail(field, f"at most {limits.max_ndim} dimensions")
+        array = _to_array(obj, field)
+        if array.size > limits.max_tensor_elements:
+            raise PayloadTooLarge(f"{field}: at most {limits.max_tensor_elements} elements "
+                                  f"per tensor; got {array.size}", field=field)
+        if spec is not None and (spec.kind is Kind.FLOAT or spec.differentiable) and (
+                array.dtype.kind in "iub"):
+            array = array.astype(np.float64)  # a float role: [1, 2] means [1.0, 2.0]
+        return array, Encoding.LIST, False
+    raise _fail(field, f"expected a nested list or an object with dtype, shape and data or "
+                       f"b64; got {type(obj).__name__}")
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+def _json_values(array: np.ndarray) -> Any:
+    """Numbers as JSON-ready values: non-finite floats become the proto3 strings."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        out = array.astype(object)
+        out[np.isnan(array)] = "NaN"
+        out[np.isposinf(array)] = "Infinity"
+        out[np.isneginf(array)] = "-Infinity"
+        return out.tolist()
+    return array  # orjson serializes numpy arrays and scalars natively (shortest float repr)
+
+
+def scalar_json(array: np.ndarray) -> Any:
+    value = np.asarray(array).reshape(())[()]
+    if isinstance(value, np.floating) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def to_json(array: np.ndarray, encoding: Encoding, bfloat16: bool = False) -> Any:
+    """Encode ``array`` in ``encoding`` (bfloat16 results rounded to bfloat16)."""
+    dtype = BFLOAT16 if bfloat16 else array.dtype.name
+    if bfloat16:
+        bits = float32_to_bfloat16(array)
+        array = bfloat16_to_float32(bits)
+    if encoding is Encoding.LIST:
+        return _json_values(array)
+    if encoding is Encoding.DATA:
+        return {"dtype": dtype, "shape": list(array.shape), "data": _json_values(array.ravel())}
+    return {"dtype": dtype, "shape": list(array.shape), "b64": base64.b64encode(
+        to_bytes(array, bfloat16)).decode()}
+
+
+def to_bytes(array: np.ndarray, bfloat16: bool = False) -> bytes:
+    if bfloat16:
+        return float32_to_bfloat16(array).astype("<u2").tobytes()
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def bfloat16_result(arrays: dict[str, np.ndarray], bfloat16: set[str]) -> bool:
+    """torch returns bfloat16 when every floating tensor was bfloat16."""
+    floats = [name for name, a in arrays.items() if a.dtype.kind == "f"]
+    return bool(floats) and all(name in bfloat16 for name in floats)

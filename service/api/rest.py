@@ -1,0 +1,279 @@
+"""Native REST frontend (FastAPI): decode JSON with orjson, call the engine, encode.
+
+Routes: ``GET /v1/losses``, ``GET /v1/losses/{name}``, ``POST /v1/losses/{name}``,
+``POST /v1/batch``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``. Bodies are parsed with
+orjson (never pydantic: a million-element list must not become a million objects); pydantic
+models only document the API in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..engine import Engine
+from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, MalformedRequest,
+                      NotFound, PayloadTooLarge)
+from ..losses import REGISTRY, Result, get_spec
+from ..settings import Settings
+from . import codec, schema
+from .describe import describe, describe_all
+
+log = logging.getLogger("lossd.rest")
+JSON = "application/json"
+TIMEOUT_HEADER = "x-request-timeout"  # seconds; the request is dropped if not computed by then
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
+                    media_type=JSON)
+
+
+def error_response(error: LossdError, headers: dict[str, str] | None = None) -> Response:
+    status = 422 if isinstance(error, MalformedRequest) else HTTP_STATUS[error.code]
+    if error.code is ErrorCode.UNAVAILABLE:
+        headers = {**(headers or {}), "Retry-After": "1"}
+    return json_response({"error": error.to_dict()}, status, headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: at most {limit} bytes; got more", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes, settings: Settings) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+    if not isinstance(obj, dict):
+        raise MalformedRequest("body: expected a JSON object", field="body")
+    return obj
+
+
+def _timeout(request: Request) -> float | None:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidArgument(f"{TIMEOUT_HEADER}: expected seconds > 0; got {raw!r}",
+                              field=TIMEOUT_HEADER)
+    return value
+
+
+class ComputeCall:
+    """One decoded compute request: arrays, options and how to encode the answer."""
+
+    def __init__(self, loss: str, body: Any, settings: Settings, where: str = "") -> None:
+        if not isinstance(body, dict):
+            raise MalformedRequest(f"{where}body: expected an object", field=f"{where}body")
+        unknown = set(body) - {"inputs", "options", "grad", "loss"}
+        if unknown:
+            raise MalformedRequest(f"{where}{sorted(unknown)[0]}: unknown field; expected "
+                                   f"inputs, options, grad", field=f"{where}{sorted(unknown)[0]}")
+        inputs, options, grad = body.get("inputs"), body.get("options", {}), body.get("grad",
+                                                                                    False)
+        if not isinstance(inputs, dict):
+            raise MalformedRequest(f"{where}inputs: expected an object of tensors",
+                                   field=f"{where}inputs")
+        if not isinstance(options, dict):
+            raise MalformedRequest(f"{where}options: expected an object", field=f"{where}options")
+        if not isinstance(grad, bool):
+            raise MalformedRequest(f"{where}grad: expected true or false", field=f"{where}grad")
+        spec = get_spec(loss)
+        tensors = spec.tensor_map
+        # tensor-valued options (class weights) may travel in options too
+        tensor_options = {k: v for k, v in options.items() if k in tensors}
+        if len(inputs) + len(tensor_options) > settings.max_tensors:
+            raise InvalidArgument(f"{where}inputs: at most {settings.max_tensors} tensors",
+                                  field=f"{where}inputs")
+        limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
+                              settings.max_body_bytes)
+        self.loss, self.grad = loss, grad
+        self.options = {k: v for k, v in options.items() if k not in tensors}
+        self.arrays, self.bfloat16 = {}, set()
+        self.encoding = codec.Encoding.LIST
+        for name, value in {**inputs, **tensor_options}.items():
+            field = f"inputs.{name}" if name in inputs else f"options.{name}"
+            array, encoding, bf16 = codec.from_json(value, f"{where}{field}", tensors.get(name),
+                                                    limits)
+            self.arrays[name] = array
+            if bf16:
+                self.bfloat16.add(name)
+            if name == spec.tensors[0].name:
+                self.encoding = encoding
+
+    def encode(self, result: Result) -> dict[str, Any]:
+        bf16_loss = codec.bfloat16_result(self.arrays, self.bfloat16)
+        loss = (codec.scalar_json(result.loss) if result.loss.ndim == 0
+                else codec.to_json(result.loss, self.encoding, bf16_loss))
+        body: dict[str, Any] = {"loss": loss}
+        if self.grad:
+            body["grads"] = {name: codec.to_json(g, self.encoding, name in self.bfloat16)
+                             for name, g in result.grads.items()}
+        return body
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
+    """Run ``work``; if the HTTP client disconnects first, cancel it (dropping queued work)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise asyncio.CancelledError("client disconnected")
+    return task.result()
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The REST app around ``engine`` (which the caller starts and drains)."""
+    metrics = engine.metrics
+    app = FastAPI(title="lossd", version="0.1.0", description=schema.DESCRIPTION,
+                  openapi_tags=schema.TAGS)
+
+    def observe(loss: str, code: str, started: float) -> None:
+        label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded cardinality
+        metrics.requests.labels(label, "rest", code).inc()
+        metrics.request_seconds.labels("rest").observe(time.perf_counter() - started)
+
+    async def guarded(loss: str, request: Request,
+                      handler: Callable[[], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        headers = {"X-Request-Id": request_id}
+        try:
+            response = await handler()
+            response.headers.update(headers)
+            observe(loss, "OK", started)
+            return response
+        except LossdError as error:
+            log.info("request %s loss=%s refused: %s %s", request_id, loss, error.code.value,
+                     error.message[:200])
+            observe(loss, error.code.value, started)
+            return error_response(error, headers)
+        except asyncio.CancelledError:
+            observe(loss, "CANCELLED", started)
+            raise
+        except Exception:
+            log.exception("request %s loss=%s failed", request_id, loss)
+            observe(loss, ErrorCode.INTERNAL.value, started)
+            return error_response(LossdError("internal error; the incident is logged"), headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: NotFound, 405: MalformedRequest}.get(exc.status_code, MalformedRequest)
+        error = code(f"{request.method} {request.url.path}: {exc.detail}", field="path")
+        return json_response({"error": error.to_dict()}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(MalformedRequest(f"{where}: {first.get('msg', 'invalid')}",
+                                               field=where))
+
+    @app.get("/livez", tags=["health"], summary="Process is alive")
+    async def livez() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.get("/readyz", tags=["health"], summary="Engine running, not draining, queue not full",
+             responses={503: {"description": "draining or under pressure"}})
+    async def readyz() -> Response:
+        if engine.ready:
+            return json_response({"status": "ready", "queue_pressure": engine.pressure})
+        state = "draining" if engine.draining or not engine.live else "overloaded"
+        return json_response({"status": state, "queue_pressure": engine.pressure}, 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/losses", tags=["losses"], summary="Every loss: tensors, options, gradients",
+             response_model=schema.LossList)
+    async def list_losses() -> Response:
+        return json_response({"losses": describe_all()})
+
+    @app.get("/v1/losses/{name}", tags=["losses"], summary="One loss",
+             response_model=schema.LossInfo, responses=schema.ERRORS)
+    async def get_loss(name: str) -> Response:
+        try:
+            return json_response(describe(get_spec(name)))
+        except LossdError as error:
+            return error_response(error)
+
+    @app.post("/v1/losses/{name}", tags=["losses"], summary="Compute a loss (and gradients)",
+              response_model=schema.ComputeResponse, responses=schema.ERRORS,
+              openapi_extra=schema.compute_body())
+    async def compute(name: str, request: Request) -> Response:
+        async def handle() -> Response:
+            body = parse_json(await read_body(request, settings.max_body_bytes), settings)
+            call = ComputeCall(name, body, settings)
+            result = await run_watching_client(request, engine.compute(
+                call.loss, call.arrays, call.options, grad=call.grad, timeout=_timeout(request)))
+            return json_response(call.encode(result))
+        return await guarded(name, request, handle)
+
+    @app.post("/v1/batch", tags=["losses"], summary="Several computations, answered in order",
+              response_model=schema.BatchResponse, responses=schema.ERRORS,
+              openapi_extra=schema.batch_body())
+    async def batch(request: Request) -> Response:
+        async def handle() -> Response:
+            body = parse_json(await read_body(request, settings.max_body_bytes), settings)
+            items = body.get("requests")
+            if set(body) != {"requests"} or not isinstance(items, list):
+                raise MalformedRequest("requests: expected {\"requests\": [...]}",
+                                       field="requests")
+            timeout = _timeout(request)
+
+            async def one(i: int, item: Any) -> dict[str, Any]:
+                where = f"requests[{i}]."
+                try:
+                    if not isinstance(item, dict) or not isinstance(item.get("loss"), str):
+                        raise MalformedRequest(f"{where}loss: expected a loss name",
+                                               field=f"{where}loss")
+                    call = ComputeCall(item["loss"], item, settings, where)
+                    result = await engine.compute(call.loss, call.arrays, call.options,
+                                                  grad=call.grad, timeout=timeout)
+                    return call.encode(result)
+                except LossdError as error:
+                    return {"error": error.to_dict()}
+
+            results = await run_watching_client(
+                request, asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+            return json_response({"results": results})
+        return await guarded("batch", request, handle)
+
+    return app

@@ -1,0 +1,272 @@
+"""The dynamic batcher: validated calls -> bounded queue -> batches by BatchKey -> compute off the
+event loop -> split -> per-request reduction.
+
+* Validation happens in :meth:`Engine.prepare`, before a call is queued: a bad request never
+  fails its neighbours.
+* Delay 0 by default: a free worker takes whatever is queued (batches grow with load, an idle
+  server adds no latency); ``max_batch_delay_us`` trades latency for batch size. Batches are
+  capped by request count and by input elements.
+* The queue is bounded: a full queue rejects at once (``Unavailable``). A request whose deadline
+  passes while queued, or whose caller went away, is dropped before compute.
+* :meth:`Engine.drain` refuses new work, finishes what was accepted, then stops the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeadlineExceeded, LossdError, Unavailable
+from ..losses import Prepared, Result, cotangent, evaluate, finish, gradients, prepare, reduce
+from ..losses._batch import batch_axes, batch_key, batch_size, concat, split_grads, split_terms
+from ..metrics import Metrics
+from ..settings import Settings
+
+log = logging.getLogger("lossd.engine")
+
+
+class InternalError(LossdError):
+    """A bug surfaced during compute (logged with its traceback)."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    call: Prepared
+    grad: bool
+    future: asyncio.Future[Result]
+    enqueued: float
+    elements: int
+    dropped: bool = False  # deadline passed or caller left: never compute
+    key: Hashable = field(default=None)
+    axes: dict[str, int] | None = None
+
+
+class Engine:
+    """Batching compute engine shared by every frontend of one process."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._queue: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight = 0
+        self._running = False
+        self._draining = False
+        self._singletons = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self.settings.compute_threads,
+                                        thread_name_prefix="lossd-compute")
+        self._workers = [asyncio.create_task(self._work(), name=f"lossd-batcher-{i}")
+                         for i in range(self.settings.compute_threads)]
+        self._running = True
+        self._idle.set()
+
+    @property
+    def ready(self) -> bool:
+        """Running, not draining, and the queue not near full (readiness)."""
+        return self._running and not self._draining and self.pressure < 0.9
+
+    @property
+    def live(self) -> bool:
+        return self._running
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def pressure(self) -> float:
+        """Fraction of the queue in use."""
+        return len(self._queue) / self.settings.max_queue
+
+    async def drain(self, grace: float | None = None) -> bool:
+        """Refuse new work, finish accepted work (within ``grace`` seconds), stop.
+
+        Returns whether everything accepted was answered in time.
+        """
+        self._draining = True
+        grace = self.settings.drain_seconds if grace is None else grace
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+            finished = True
+        except TimeoutError:
+            finished = False
+        self._running = False
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return finished
+
+    # --- requests -------------------------------------------------------------------------
+
+    @staticmethod
+    def prepare(loss: str, arrays: Mapping[str, np.ndarray],
+                options: Mapping[str, Any] | None = None) -> Prepared:
+        """Validate fully (raises NotFound / InvalidArgument) — before anything is queued."""
+        return prepare(loss, arrays, options)
+
+    async def compute(self, loss: str, arrays: Mapping[str, np.ndarray],
+                      options: Mapping[str, Any] | None = None, *, grad: bool = False,
+                      timeout: float | None = None) -> Result:
+        return await self.submit(self.prepare(loss, arrays, options), grad=grad,
+                                 timeout=timeout)
+
+    async def submit(self, call: Prepared, *, grad: bool = False,
+                     timeout: float | None = None) -> Result:
+        """Queue a validated call and wait for its result.
+
+        Raises ``Unavailable`` (queue full, draining) at once, ``DeadlineExceeded`` when
+        ``timeout`` seconds pass before the answer.
+        """
+        if self._draining or not self._running:
+            self.metrics.rejections.labels("draining").inc()
+            raise Unavailable("server is draining; retry on another replica")
+        if len(self._queue) >= self.settings.max_queue:
+            self.metrics.rejections.labels("queue_full").inc()
+            raise Unavailable(f"queue full ({self.settings.max_queue} requests waiting); "
+                              f"retry later")
+        loop = asyncio.get_running_loop()
+        item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
+                        sum(a.size for a in call.arrays.values()))
+        self._queue.append(item)
+        self._in_flight += 1
+        self._idle.clear()
+        self.metrics.queue_depth.set(len(self._queue))
+        self.metrics.in_flight.inc()
+        self._wake.set()
+        try:
+            if timeout is None:
+                return await item.future
+            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
+        except TimeoutError:
+            item.dropped = True
+            self.metrics.rejections.labels("deadline").inc()
+            raise DeadlineExceeded(f"deadline of {timeout:.3g} s expired before the answer"
+                                   ) from None
+        except asyncio.CancelledError:
+            item.dropped = True
+            self.metrics.rejections.labels("cancelled").inc()
+            raise
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.dec()
+            if self._in_flight == 0:
+                self._idle.set()
+
+    # --- the worker -----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.settings.max_batch_delay_us / 1e6
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            if delay and len(self._queue) < self.settings.max_batch_requests:
+                await asyncio.sleep(delay)
+            taken = self._take()
+            self.metrics.queue_depth.set(len(self._queue))
+            if not taken:
+                continue
+            groups = self._group(taken)
+            started = time.perf_counter()
+            for item in taken:
+                self.metrics.queue_seconds.observe(started - item.enqueued)
+            outcomes = await loop.run_in_executor(self._pool, self._compute_groups, groups)
+            for item, outcome in outcomes:
+                if item.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+
+    def _take(self) -> list[_Pending]:
+        """Pop up to the batch caps (at least one live request), skipping dropped ones."""
+        taken: list[_Pending] = []
+        elements = 0
+        while self._queue and len(taken) < self.settings.max_batch_requests:
+            item = self._queue[0]
+            if item.dropped or item.future.done():
+                self._queue.popleft()
+                continue
+            if taken and elements + item.elements > self.settings.max_batch_elements:
+                break
+            taken.append(self._queue.popleft())
+            elements += item.elements
+        return taken
+
+    def _group(self, items: list[_Pending]) -> list[list[_Pending]]:
+        """Split taken requests into batches of one BatchKey (order kept within a batch)."""
+        groups: dict[Hashable, list[_Pending]] = {}
+        for item in items:
+            axes = batch_axes(item.call)
+            differentiable_batched = axes is not None and all(
+                name in axes for name in item.call.spec.differentiable if name in item.call.arrays)
+            if axes is None or (item.grad and not differentiable_batched):
+                self._singletons += 1
+                key: Hashable = ("alone", self._singletons)
+            else:
+                key = (batch_key(item.call, axes), item.grad)
+            item.axes = axes
+            groups.setdefault(key, []).append(item)
+        return list(groups.values())
+
+    def _compute_groups(self, groups: list[list[_Pending]]
+                        ) -> list[tuple[_Pending, Result | BaseException]]:
+        """Runs in the compute thread."""
+        outcomes: list[tuple[_Pending, Result | BaseException]] = []
+        for group in groups:
+            started = time.perf_counter()
+            try:
+                results = _compute_batch(group)
+            except Exception:  # a bug, not a user error (inputs were validated)
+                log.exception("compute failed for loss %s (batch of %d)",
+                              group[0].call.spec.name, len(group))
+                error = InternalError("internal error while computing; the incident is logged")
+                results = [error] * len(group)
+            self.metrics.compute_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(group))
+            outcomes.extend(zip(group, results))
+        return outcomes
+
+
+def _compute_batch(group: list[_Pending]) -> list[Result | BaseException]:
+    """Compute one batch and reduce each request on its own slice."""
+    first = group[0]
+    spec = first.call.spec
+    if len(group) == 1:
+        call = first.call
+        terms = evaluate(call)
+        loss = reduce(terms, call.reduction, empty_mean=spec.empty_mean)
+        grads = gradients(call, cotangent(terms, call.reduction)) if first.grad else {}
+        return [finish(call, loss, grads)]
+    axes = first.axes
+    assert axes is not None
+    sizes = [batch_size(item.call, axes) for item in group]
+    batched = concat([item.call for item in group], axes)
+    pieces = split_terms(evaluate(batched), sizes)
+    per_request_grads: list[dict[str, np.ndarray]] = [{} for _ in group]
+    if first.grad:
+        upstream = np.concatenate([cotangent(piece, item.call.reduction)
+                                   for piece, item in zip(pieces, group)])
+        per_request_grads = split_grads(gradients(batched, upstream), axes, sizes)
+    return [finish(item.call, reduce(piece, item.call.reduction, empty_mean=spec.empty_mean),
+                   grads)
+            for item, piece, grads in zip(group, pieces, per_request_grads)]

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one lossd process (``lossd_*``), on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# sub-millisecond resolution: a small loss answers in tens of microseconds
+LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+                   50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Every metric family lossd exports; one instance per process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("lossd_requests", "Requests answered, by loss, protocol and "
+                                "code", ["loss", "protocol", "code"], registry=r)
+        self.request_seconds = Histogram("lossd_request_duration_seconds", "Time from decoded "
+                                         "request to encoded answer", ["protocol"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_seconds = Histogram("lossd_queue_duration_seconds", "Time a request waited "
+                                       "in the queue before compute", buckets=LATENCY_BUCKETS,
+                                       registry=r)
+        self.compute_seconds = Histogram("lossd_compute_duration_seconds", "Compute time of "
+                                         "one batch", buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("lossd_batch_size", "Requests per computed batch",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("lossd_queue_depth", "Requests waiting in the queue",
+                                 registry=r)
+        self.in_flight = Gauge("lossd_in_flight", "Requests accepted and not yet answered",
+                               registry=r)
+        self.rejections = Counter("lossd_rejections", "Requests refused before compute, by "
+                                  "reason", ["reason"], registry=r)
+        for reason in ("queue_full", "draining", "deadline", "cancelled"):
+            self.rejections.labels(reason)

@@ -1,0 +1,41 @@
+"""One frozen Settings object, from ``LOSSD_*`` environment variables; CLI flags override."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of a lossd process. Environment: ``LOSSD_<FIELD>`` (e.g. ``LOSSD_HTTP_PORT``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOSSD_", frozen=True, extra="forbid")
+
+    host: str = Field("0.0.0.0", description="address both servers bind")
+    http_port: int = Field(8000, ge=0, le=65535, description="REST port (0: pick a free one)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: pick a free one)")
+    workers: int = Field(1, ge=1, description="processes sharing the ports (SO_REUSEPORT)")
+
+    max_body_bytes: int = Field(64 * MIB, ge=1024, description="largest request body / message")
+    max_tensor_elements: int = Field(64 * MIB, ge=1, description="largest tensor, in elements")
+    max_tensors: int = Field(16, ge=1, description="most tensors in one request")
+    max_ndim: int = Field(16, ge=1, description="most dimensions of a tensor")
+    max_json_depth: int = Field(32, ge=2, description="deepest JSON nesting of a request")
+    max_batch_requests: int = Field(64, ge=1, le=100_000, description="largest batch, in requests")
+    max_batch_elements: int = Field(4 * MIB, ge=1,
+                                    description="largest batch, in elements of its inputs")
+
+    max_batch_delay_us: int = Field(0, ge=0, le=1_000_000,
+                                    description="wait this long for a batch to fill (0: never)")
+    max_queue: int = Field(1024, ge=1, description="queued requests before rejecting (503)")
+    compute_threads: int = Field(1, ge=1, le=64,
+                                 description="threads computing batches off the event loop")
+    drain_seconds: float = Field(30.0, ge=0, description="grace to finish work on SIGTERM")
+    grpc_max_connection_age_s: float = Field(
+        0.0, ge=0, description="close gRPC connections after this age so clients re-balance "
+                               "(0: never)")
+
+    log_level: str = Field("info", description="debug, info, warning or error")
+    log_json: bool = Field(True, description="structured (JSON) logs")
