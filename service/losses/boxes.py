@@ -114,9 +114,9 @@ def _max_grad(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _min_grad(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """torch's ``minimum`` backward: halves at a tie, the smaller side gets ``g``."""
-    ga, gb = _max_grad(g, b, a)
-    return gb, ga
+    """torch's ``minimum`` backward: halves at a tie, the smaller side gets ``g`` (both on
+    nan); ``max`` with the operands swapped masks exactly these positions."""
+    return _max_grad(g, b, a)
 
 
 class _Grads:
