@@ -85,7 +85,7 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
 
 def float32_to_bfloat16(array: np.ndarray) -> np.ndarray:
     """Round to nearest even (torch's rounding), keeping nan a nan; returns uint16 bits."""
-    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    bits = np.array(array, dtype=np.float32, order="C").view(np.uint32)
     rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
     return np.where(np.isnan(array), 0x7FC0, rounded).astype(np.uint16)
 
@@ -228,7 +228,7 @@ def to_json(array: np.ndarray, encoding: Encoding, bfloat16: bool = False) -> An
         bits = float32_to_bfloat16(array)
         array = bfloat16_to_float32(bits)
     if encoding is Encoding.LIST:
-        return _json_values(array)
+        return scalar_json(array) if array.ndim == 0 else _json_values(array)
     if encoding is Encoding.DATA:
         return {"dtype": dtype, "shape": list(array.shape), "data": _json_values(array.ravel())}
     return {"dtype": dtype, "shape": list(array.shape), "b64": base64.b64encode(
@@ -238,7 +238,7 @@ def to_json(array: np.ndarray, encoding: Encoding, bfloat16: bool = False) -> An
 def to_bytes(array: np.ndarray, bfloat16: bool = False) -> bytes:
     if bfloat16:
         return float32_to_bfloat16(array).astype("<u2").tobytes()
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return np.asarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def bfloat16_result(arrays: dict[str, np.ndarray], bfloat16: set[str]) -> bool:

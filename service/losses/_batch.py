@@ -58,7 +58,7 @@ def batch_key(call: Prepared, axes: dict[str, int]) -> Hashable:
             shape = array.shape[:axes[name]] + (-1,) + array.shape[axes[name] + 1:]
             parts.append((name, dtype, shape))
         else:
-            digest = hashlib.blake2b(np.ascontiguousarray(array).data, digest_size=16).digest()
+            digest = hashlib.blake2b(array.tobytes(), digest_size=16).digest()
             parts.append((name, dtype, array.shape, digest))
     return tuple(parts)
 
