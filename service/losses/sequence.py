@@ -49,8 +49,7 @@ def _batched(log_probs: np.ndarray, targets: np.ndarray, input_lengths: np.ndarr
     used = column < target_lengths[:, None]
     if targets.ndim == 1:  # concatenated: sample n's labels start after the previous ones
         starts = np.cumsum(target_lengths) - target_lengths
-        where = np.minimum(starts[:, None] + column, max(targets.size - 1, 0))
-        targets = targets[where] if targets.size else np.zeros(used.shape, np.int64)
+        targets = targets[np.minimum(starts[:, None] + column, targets.size - 1)]
     padded = np.where(used, targets[:, :width], blank)
     return log_probs, padded, input_lengths, target_lengths
 
@@ -73,6 +72,25 @@ def _lattice(log_probs: np.ndarray, targets: np.ndarray, input_lengths: np.ndarr
     return _Lattice(log_probs, input_lengths, target_lengths, labels, emit, skip, valid)
 
 
+def _logsumexp(*terms: np.ndarray) -> np.ndarray:
+    """``log Σ exp(terms)`` elementwise, shifted by the max exactly as torch's CTC kernel does.
+
+    Stable for large negative terms; a max of -inf shifts by 0 (so all -inf gives -inf), and a
+    +inf term gives exp(inf - inf) = nan as in torch, where np.logaddexp would keep inf. Plain
+    exp/log also vectorise far better than np.logaddexp (3-9x here).
+    """
+    top = np.maximum(terms[0], terms[1])
+    for term in terms[2:]:
+        np.maximum(top, term, out=top)
+    top[top == -np.inf] = 0
+    total = np.exp(terms[0] - top)
+    for term in terms[1:]:
+        total += np.exp(term - top)
+    np.log(total, out=total)
+    total += top
+    return total
+
+
 def _alpha(lattice: _Lattice) -> np.ndarray:
     """Forward variables ``log α[t, n, s]``, shape (T, N, L); rows past an input length are
     computed but never read."""
@@ -83,10 +101,10 @@ def _alpha(lattice: _Lattice) -> np.ndarray:
     alpha = np.full((steps, n, width + 2), neg_inf, dtype=emit.dtype)
     alpha[0, :, 2:4] = emit[0, :, :2]  # start in the first blank or the first label
     for t in range(1, steps):
-        previous, current = alpha[t - 1], alpha[t, :, 2:]
-        np.logaddexp(previous[:, 2:], previous[:, 1:-1], out=current)
-        np.logaddexp(current, np.where(skip, previous[:, :-2], neg_inf), out=current)
-        current += emit[t]
+        previous = alpha[t - 1]
+        np.add(_logsumexp(previous[:, 2:], previous[:, 1:-1],
+                          np.where(skip, previous[:, :-2], neg_inf)), emit[t],
+               out=alpha[t, :, 2:])
     return alpha[:, :, 2:]
 
 
@@ -104,12 +122,12 @@ def _beta(lattice: _Lattice) -> np.ndarray:
     # two trailing -inf columns stand for s + 1 and s + 2 past the end, one extra row for T
     beta = np.full((steps + 1, n, width + 2), neg_inf, dtype=emit.dtype)
     for t in range(steps - 1, -1, -1):
-        following, current = beta[t + 1], beta[t, :, :width]
-        np.logaddexp(following[:, :width], following[:, 1:-1], out=current)
-        np.logaddexp(current, np.where(skip_ahead, following[:, 2:], neg_inf), out=current)
+        following = beta[t + 1]
+        current = _logsumexp(following[:, :width], following[:, 1:-1],
+                             np.where(skip_ahead, following[:, 2:], neg_inf))
         current += emit[t]
         starts = (last == t)[:, None]
-        current[...] = np.where(starts, np.where(ends, emit[t], neg_inf), current)
+        beta[t, :, :width] = np.where(starts, np.where(ends, emit[t], neg_inf), current)
     return beta[:steps, :, :width]
 
 
@@ -122,7 +140,8 @@ def _negative_log_likelihood(lattice: _Lattice, alpha: np.ndarray) -> np.ndarray
     blank_end = np.take_along_axis(final, end[:, None], axis=1)[:, 0]
     label_end = np.take_along_axis(final, np.maximum(end - 1, 0)[:, None], axis=1)[:, 0]
     neg_inf = alpha.dtype.type(-np.inf)
-    likelihood = np.logaddexp(blank_end, np.where(target_lengths > 0, label_end, neg_inf))
+    # torch reads the final blank alone for an empty target (a +inf there stays +inf)
+    likelihood = np.where(target_lengths > 0, _logsumexp(blank_end, label_end), blank_end)
     no_steps = np.where(target_lengths == 0, alpha.dtype.type(0), neg_inf)
     return -np.where(input_lengths == 0, no_steps, likelihood)
 
@@ -185,9 +204,10 @@ def ctc_loss_grad(upstream: np.ndarray, log_probs: np.ndarray, targets: np.ndarr
     last = (lattice.input_lengths - 1)[None, :, None]
     end = 2 * lattice.target_lengths[:, None]
     position = np.arange(width)
-    label_end = (position == end - 1)
-    blank_end = (position == end) & ~((lattice.target_lengths[:, None] > 0)
-                                      & (lattice.labels == blank) & np.roll(label_end, 1, 1))
+    label_end = position == end - 1
+    last_label = np.take_along_axis(lattice.labels, np.maximum(end - 1, 0), axis=1)
+    overwritten = (end > 0) & (last_label == blank)
+    blank_end = (position == end) & ~overwritten
     counted = lattice.valid & ((time < last) | ((time == last) & (label_end | blank_end)))
     # posterior per position: α β / p / likelihood (α and β both include the emission p)
     share = np.exp(alpha + beta + nll[None, :, None] - lattice.emit)
