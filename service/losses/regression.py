@@ -299,36 +299,40 @@ def poisson_nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.nd
     return _grads(upstream, input=(d_input, input), target=(d_target, target))
 
 
-def _check_gaussian(arrays: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+def _as_broadcast_var(var: np.ndarray, input: np.ndarray) -> np.ndarray:
+    """var in a shape that broadcasts like torch's: one dim short of input -> unsqueezed."""
+    if var.shape != input.shape and var.shape == input.shape[:-1]:
+        return var[..., np.newaxis]
+    return var
+
+
+def _check_gaussian(arrays: dict[str, np.ndarray], options: dict) -> None:
     """torch's var rules: non-negative; input's shape, input's shape minus the last dim
     (unsqueezed), or input's ndim with the mismatching dims of var summing to 1 (one size-1
     dim). A 0-d var fits only a 0-d or 1-D input, as in torch. All three must broadcast."""
     input, target, var = arrays["input"], arrays["target"], arrays["var"]
     if var.size and np.any(var < 0):
         raise fail("var", f"expected non-negative variances; got {float(var[var < 0].flat[0])!r}")
-    if var.shape != input.shape:
-        if var.shape == input.shape[:-1]:
-            var = var[..., np.newaxis]
-        elif not (var.ndim == input.ndim and sum(
-                v for i, v in zip(input.shape, var.shape) if i != v) == 1):
-            raise fail("var", f"expected shape {shape_str(input.shape)}, "
-                              f"{shape_str(input.shape[:-1])}, or {input.ndim}-D with one "
-                              f"dim of size 1 where input's differs; got "
-                              f"{shape_str(var.shape)}")
-    broadcast_shape("target", target, "input", input)
-    shape = np.broadcast_shapes(input.shape, target.shape)
+    if var.shape != input.shape and var.shape != input.shape[:-1] and not (
+            var.ndim == input.ndim
+            and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+        raise fail("var", f"expected shape {shape_str(input.shape)}, "
+                          f"{shape_str(input.shape[:-1])}, or {input.ndim}-D with one dim of "
+                          f"size 1 where input's differs; got {shape_str(var.shape)}")
+    shape = broadcast_shape("target", target, "input", input)
     try:
-        np.broadcast_shapes(shape, var.shape)
+        np.broadcast_shapes(shape, _as_broadcast_var(var, input).shape)
     except ValueError:
         raise fail("var", f"shape {shape_str(var.shape)} cannot be broadcast with input and "
                           f"target {shape_str(shape)}") from None
-    return {**arrays, "var": var}
 
 
 def _same_batch_axis(arrays: dict[str, np.ndarray]) -> bool:
-    """Batchable when every tensor has input's ndim and batch size (var may be (N, 1, ...))."""
-    shape = arrays["input"].shape
-    return all(a.ndim == len(shape) and a.shape[:1] == shape[:1] for a in arrays.values())
+    """Batchable when input and target have one shape and var shares their batch axis (as
+    input's shape, input's shape minus the last dim, or a size-1 dim past axis 0)."""
+    input, var = arrays["input"], arrays["var"]
+    return (arrays["target"].shape == input.shape and var.shape[:1] == input.shape[:1]
+            and var.ndim >= 1 and var.ndim in (input.ndim, input.ndim - 1))
 
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -339,12 +343,13 @@ def gaussian_nll_loss(input: np.ndarray, target: np.ndarray, var: np.ndarray, *,
     """Gaussian negative log likelihood (torch.nn.GaussianNLLLoss), elementwise.
 
     ``½·(log v + (x - y)² / v)`` with ``v = max(var, eps)``, plus ``½·log 2π`` if ``full``.
-    Shapes broadcast (var arrives unsqueezed by the check); 'mean' averages every element.
+    Shapes broadcast; a var one dim short of input is unsqueezed at the end first (torch's
+    homoscedastic form). 'mean' averages every element.
 
     Example: ``gaussian_nll_loss(np.array([1.]), np.array([0.]), np.array([1.])).values
     -> [0.5]``
     """
-    v = np.maximum(var, eps)
+    v = np.maximum(_as_broadcast_var(var, input), eps)
     d = np.subtract(input, target)
     values = np.asarray(0.5 * (np.log(v) + d * d / v))
     if full:
@@ -357,10 +362,13 @@ def gaussian_nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.n
                            ) -> dict[str, np.ndarray]:
     """x: ``d/v``; y: ``-d/v``; var: ``½·(1/v - d²/v²)``. torch clamps var under no_grad, so
     the var gradient passes straight through the clamp (it is taken at ``v``, never masked)."""
-    v = np.maximum(var, eps)
+    wide = _as_broadcast_var(var, input)
+    v = np.maximum(wide, eps)
     ratio = np.subtract(input, target) / v
     d_var = 0.5 * (1 / v - ratio * ratio)
-    return _grads(upstream, input=(ratio, input), target=(-ratio, target), var=(d_var, var))
+    grads = _grads(upstream, input=(ratio, input), target=(-ratio, target), var=(d_var, wide))
+    grads["var"] = grads["var"].reshape(var.shape)
+    return grads
 
 
 # --- Beyond torch: log-cosh, MAPE, MSLE (elementwise, torch's reduction semantics) -----------
@@ -385,7 +393,7 @@ def log_cosh_loss(input: np.ndarray, target: np.ndarray) -> Terms:
 def log_cosh_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
                        ) -> dict[str, np.ndarray]:
     """d log cosh(d) / dd = tanh(d) (±1 at ±inf)."""
-    return _pair_grads(np.tanh(_diff(input, target)), upstream, input, target)
+    return _pair_grads(np.asarray(np.tanh(_diff(input, target))), upstream, input, target)
 
 
 def _torch_sign(x: np.ndarray) -> np.ndarray:
@@ -406,16 +414,18 @@ def mape_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Te
 
 def mape_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                    eps: float = 1e-7) -> dict[str, np.ndarray]:
-    """x: ``100·sign(x - y)/m``; y: ``100·(sign(y - x)/m - |y - x|·sign(y)/m²)`` with
-    ``m = max(|y|, eps)``; the second term only where ``|y| >= eps`` (torch's clamp passes the
-    gradient at equality)."""
+    """x: ``-100·sign(y - x)/m`` with ``m = max(|y|, eps)``. y: ``100·sign(y - x)/eps`` where
+    ``|y| < eps``, else ``100·(sign(y - x)/|y| - |y - x|·sign(y)/y²)``, which simplifies to
+    ``100·sign(y - x)·sign(y)·x/y²`` — the form used, free of the two terms' cancellation
+    (``|y| = eps`` counts as unclamped: torch's clamp passes the gradient at equality). An
+    infinite y makes the loss inf/inf = nan, and its gradient nan, as autograd's."""
     scale = np.maximum(np.abs(target), eps)
-    diff = _diff(target, input)
-    d_input = -100 * _torch_sign(diff) / scale
-    through = np.where(np.abs(target) >= eps, _torch_sign(target), 0).astype(scale.dtype,
-                                                                            copy=False)
-    d_target = 100 * (_torch_sign(diff) / scale - np.abs(diff) * through / (scale * scale))
-    return _grads(upstream, input=(d_input, input), target=(d_target, target))
+    sign = _torch_sign(_diff(target, input))
+    d_input = -100 * sign / scale
+    unclamped = np.where(np.isinf(target), np.nan,
+                         _torch_sign(target) * input / (target * target))
+    d_target = 100 * sign * np.where(np.abs(target) >= eps, unclamped, 1 / scale)
+    return _grads(upstream, input=(d_input, input), target=(d_target.astype(scale.dtype), target))
 
 
 def msle_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Terms:
