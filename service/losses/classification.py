@@ -1,1 +1,739 @@
-"""(in progress)"""
+"""Classification losses: softmax, log-probability and sigmoid (binary / multi-label) losses.
+
+Shapes follow torch: a class-scored ``input`` is ``(C,)`` (one unbatched sample), ``(N, C)`` or
+``(N, C, d1, ..., dK)`` with the classes on axis 1; class-index targets drop that axis
+(``()``, ``(N,)``, ``(N, d1, ..., dK)``). The binary losses are elementwise on ``(*)``.
+Every function returns :class:`Terms` whose ``values`` are torch's ``reduction='none'`` output;
+gradients are vector-Jacobian products with ``upstream`` (shaped like ``values``).
+
+``cross_entropy`` and ``poly1_cross_entropy`` take either class indices or class probabilities
+as ``target``; like torch, a target with the input's shape holds probabilities. The registry
+casts every non-index tensor to the compute dtype, so index targets arrive here as exact
+floating-point integers (validated beforehand: in ``[0, C)`` or equal to ``ignore_index``) and
+are turned back into int64 by :func:`_labels`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._checks import (broadcast_shape, check_index_range, check_min_ndim, check_range,
+                      check_same_dtype, check_same_shape, check_shape, fail, shape_str,
+                      unbroadcast)
+from ._reduce import Terms
+from ._spec import (FLOAT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec, reduction_option,
+                    register)
+
+FAMILY = "classification"
+INT64_RANGE = {"minimum": float(-2**63), "maximum": float(2**63 - 1)}
+
+# --- helpers: class axis, labels, softmax ------------------------------------------------------
+
+
+def _batched(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, C, *d)`` and ``(N, *d)`` or ``(N, C, *d)`` views; an unbatched sample gets N = 1."""
+    if input.ndim == 1:
+        return input[None], target[None]
+    return input, target
+
+
+def _unbatch(values: np.ndarray, unbatched: bool) -> np.ndarray:
+    return values.reshape(()) if unbatched else values
+
+
+def _is_probability(input: np.ndarray, target: np.ndarray) -> bool:
+    """torch's rule: a target with the input's shape holds class probabilities."""
+    return target.shape == input.shape
+
+
+def _labels(target: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels ``(N, 1, *d)`` int64 safe to gather with, ``valid`` mask ``(N, *d)``).
+
+    Ignored positions gather class 0; every caller zeroes their contribution with ``valid``.
+    The comparison with ``ignore_index`` is exact in the target's dtype: valid classes are small
+    integers and ignore_index was matched against the original integers in the check.
+    """
+    valid = np.asarray(target != ignore_index)
+    labels = np.where(valid, target, 0).astype(np.int64, copy=False)
+    return labels[:, None], valid
+
+
+def _pick(array: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``array[n, labels[n], ...]`` along the class axis 1 (no one-hot matrix)."""
+    return np.take_along_axis(array, labels, axis=1)[:, 0]
+
+
+def _max_shifted(x: np.ndarray) -> np.ndarray:
+    """``x - max`` along the class axis 1: the shift that keeps exp finite in softmax.
+
+    A row holding +inf or only -inf gives nan (inf - inf), as torch's log_softmax does.
+    ``initial`` makes the max of an empty class axis -inf instead of an error.
+    """
+    return np.subtract(x, x.max(axis=1, keepdims=True, initial=-np.inf))
+
+
+def _shifted_exp(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x - max, exp(x - max), Σ exp) along the class axis 1 (the sum keeps that axis)."""
+    shifted = _max_shifted(x)
+    exp = np.exp(shifted)
+    return shifted, exp, exp.sum(axis=1, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax along axis 1, computed as torch does: ``(x - max) - log Σ exp(x - max)``."""
+    shifted, _, total = _shifted_exp(x)
+    shifted -= np.log(total)
+    return shifted
+
+
+def _class_vector(vector: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-class ``(C,)`` vector shaped to broadcast against ``(N, C, *d)``."""
+    return vector.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _class_dot(array: np.ndarray, vector: np.ndarray | None) -> np.ndarray:
+    """``Σ_c vector_c · array[:, c, ...]`` (a plain class sum when ``vector`` is None)."""
+    if vector is None:
+        return array.sum(axis=1)
+    return np.einsum("nc...,c->n...", array, vector)
+
+
+def _log_sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log σ(x), log σ(-x)) without overflow: ``min(±x, 0) - log1p(exp(-|x|))``."""
+    tail = np.log1p(np.exp(-np.abs(x)))
+    pos = np.minimum(x, 0)
+    pos -= tail
+    neg = np.minimum(-x, 0)
+    neg -= tail
+    return pos, neg
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) from ``e = exp(-|x|)``: ``1/(1+e)`` for x >= 0, ``e/(1+e)`` otherwise (stable)."""
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1, e).astype(x.dtype, copy=False)
+    out /= 1 + e
+    return out
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+CLASS_INPUT = "(C), (N, C) or (N, C, d1, ..., dK)"
+
+
+def _check_class_weight(name: str, weight: np.ndarray | None, classes: int) -> None:
+    if weight is not None:
+        check_shape(name, weight, (classes,), f"the {classes} classes of input")
+
+
+def _check_classes(arrays: dict[str, np.ndarray], options: dict[str, Any], *,
+                   probabilities: bool = True, weight: str = "weight") -> None:
+    """input ``(C)``, ``(N, C)`` or ``(N, C, *d)``; targets, class weights and indices."""
+    input, target = arrays["input"], arrays["target"]
+    check_min_ndim("input", input, 1, CLASS_INPUT)
+    classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    ignore_index = options.get("ignore_index")
+    if probabilities and _is_probability(input, target):
+        if target.dtype.kind != "f":
+            raise fail("target", f"class probabilities (input's shape "
+                                 f"{shape_str(input.shape)}) must be floating point; got "
+                                 f"{target.dtype}")
+        if ignore_index is not None and ignore_index >= 0:
+            raise fail("ignore_index", f"is not supported for class probabilities; expected "
+                                       f"a negative value; got {ignore_index}", option=True)
+    else:
+        expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+        also = f", or {shape_str(input.shape)} for class probabilities" if probabilities else ""
+        check_shape("target", target, expected,
+                    f"input {shape_str(input.shape)} (class indices{also})")
+        if target.dtype.name not in ("int64", "uint8"):
+            raise fail("target", f"class indices must be int64 or uint8; got {target.dtype}")
+        if target.dtype == np.uint8 and input.ndim > 2:  # torch's nll_loss2d takes int64 only
+            raise fail("target", "class indices for a K-dimensional input must be int64 "
+                                 "(uint8 only for (C) and (N, C) inputs); got uint8")
+        check_index_range("target", target.astype(np.int64, copy=False), 0, classes,
+                          ignore=ignore_index)
+        given = arrays.get(weight)
+        if weight == "weight" and given is not None:  # torch's nll kernel needs input's dtype
+            check_same_dtype("weight", given, "input", input)
+    _check_class_weight(weight, arrays.get(weight), classes)
+
+
+def _check_elementwise_weights(arrays: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+    """Each named tensor broadcasts to input's shape (torch multiplies in place into it)."""
+    shape = arrays["input"].shape
+    for name in names:
+        if name in arrays and broadcast_shape(name, arrays[name], "input",
+                                              arrays["input"]) != shape:
+            raise fail(name, f"must broadcast to input's shape {shape_str(shape)}; "
+                             f"got {shape_str(arrays[name].shape)}")
+
+
+def _no_batch_axis(*names: str):
+    """Batchable when the broadcast tensors ``names`` do not reach the batch axis 0."""
+    def batchable(arrays: dict[str, np.ndarray]) -> bool:
+        ndim = arrays["input"].ndim
+        return all(arrays[n].ndim < ndim for n in names if n in arrays)
+    return batchable
+
+
+# --- cross entropy -----------------------------------------------------------------------------
+
+
+def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Terms:
+    """Softmax cross-entropy (torch.nn.CrossEntropyLoss) on logits, class axis 1.
+
+    Class indices ``y`` (shape of input without the class axis; ``()`` for a ``(C,)`` input),
+    with ``p = softmax(x)``, ``ε = label_smoothing`` and class weights ``w`` (default 1)::
+
+        l_i = (1 - ε)·w_{y_i}·(-log p_{i,y_i}) + (ε/C)·Σ_c w_c·(-log p_{ic}),   0 if ignored
+        mean = Σ l_i / Σ_{non-ignored} w_{y_i}       (all ignored: 0/0 = nan, like torch)
+
+    Class probabilities ``y`` (input's shape): ``y ← (1 - ε)·y + ε/C``, then
+    ``l_i = -Σ_c w_c·y_ic·log p_ic`` and ``mean = Σ l_i / (N·d1⋯dK)``, not normalised by w.
+    A negative ``label_smoothing`` counts as 0 (torch ignores it silently).
+
+    Edge cases as torch: a +inf logit gives nan; -inf at the target class gives inf, at another
+    class a finite loss unless ε > 0 (then inf).
+
+    Example: ``cross_entropy(np.array([[0., 0.]]), np.array([1.])).values -> [0.6931...]``
+    """
+    eps = max(label_smoothing, 0.0)
+    unbatched = input.ndim == 1
+    x, y = _batched(input, target)
+    classes = x.shape[1]
+    uniform = eps / max(classes, 1)  # ε/C (an empty class axis has nothing to smooth)
+    if _is_probability(input, target):
+        if eps > 0:
+            y = y * (1 - eps) + uniform
+        if weight is not None:
+            y = y * _class_vector(weight, x.ndim)
+        values = _class_dot(_log_softmax(x) * y, None)
+        np.negative(values, out=values)
+        return Terms(_unbatch(values, unbatched))
+    labels, valid = _labels(y, ignore_index)
+    shifted = _max_shifted(x)
+    picked = _pick(shifted, labels)
+    shifted_dot = _class_dot(shifted, weight) if eps > 0 else None
+    log_total = np.log(np.exp(shifted, out=shifted).sum(axis=1))
+    values = log_total - picked  # -log p_y = log Σ exp(x - max) - (x_y - max), as torch rounds
+    class_weight = np.ones((), x.dtype) if weight is None else weight[labels[:, 0]]
+    if weight is not None:
+        values *= class_weight
+    if shifted_dot is not None:
+        # -Σ_c w_c log p_c = W·log Σ exp(x - max) - Σ_c w_c (x_c - max)
+        smooth = log_total * (classes if weight is None else weight.sum())
+        smooth -= shifted_dot
+        values *= 1 - eps
+        values += smooth * uniform
+    np.copyto(values, 0, where=~valid)  # torch writes 0 for ignored targets, whatever the logits
+    weights = np.where(valid, class_weight, 0).astype(x.dtype, copy=False)
+    return Terms(_unbatch(values, unbatched), weights=_unbatch(weights, unbatched))
+
+
+def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                       weight: np.ndarray | None = None, ignore_index: int = -100,
+                       label_smoothing: float = 0.0) -> dict[str, np.ndarray]:
+    """Through log-softmax: with ``q_c`` the weight of ``-log p_c`` in ``l``,
+    ``∂l/∂x = p·Σ_c q_c - q``; probability targets also get ``∂l/∂y_c = -(1 - ε)·w_c·log p_c``.
+    """
+    eps = max(label_smoothing, 0.0)
+    unbatched = input.ndim == 1
+    x, y = _batched(input, target)
+    g = upstream.reshape((x.shape[0],) + x.shape[2:])[:, None]
+    classes = x.shape[1]
+    uniform = eps / max(classes, 1)
+    class_weight = None if weight is None else _class_vector(weight, x.ndim)
+    if _is_probability(input, target):
+        log_p = _log_softmax(x)
+        q = y * (1 - eps) + uniform if eps > 0 else y
+        if class_weight is not None:
+            q = q * class_weight
+        grad_x = np.exp(log_p) * q.sum(axis=1, keepdims=True)
+        grad_x -= q
+        grad_x *= g
+        grad_y = log_p * (-(1 - eps) * g)
+        if class_weight is not None:
+            grad_y *= class_weight
+        return {"input": grad_x.reshape(input.shape), "target": grad_y.reshape(target.shape)}
+    labels, valid = _labels(y, ignore_index)
+    _, grad_x, total = _shifted_exp(x)
+    g = np.where(valid[:, None], g, 0).astype(x.dtype, copy=False)
+    picked_weight = g if weight is None else g * weight[labels]
+    total_weight = classes if weight is None else weight.sum()
+    # Σ_c q_c = (1 - ε)·w_y + ε/C·W, times the upstream
+    grad_x *= (picked_weight * (1 - eps) + g * (uniform * total_weight)) / total
+    if eps > 0:
+        grad_x -= g * uniform * (1 if class_weight is None else class_weight)
+    at_label = np.take_along_axis(grad_x, labels, axis=1)
+    at_label -= picked_weight * (1 - eps)
+    np.put_along_axis(grad_x, labels, at_label, axis=1)
+    return {"input": grad_x.reshape(input.shape)}
+
+
+# --- negative log-likelihood -------------------------------------------------------------------
+
+
+def nll_loss(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None = None,
+             ignore_index: int = -100) -> Terms:
+    """Negative log-likelihood (torch.nn.NLLLoss; also NLLLoss2d): ``l_i = -w_{y_i}·x_{i,y_i}``.
+
+    ``input`` holds log-probabilities (not checked, like torch) in the shapes of
+    :func:`cross_entropy`; ``target`` holds class indices. Ignored targets give 0 and
+    ``mean = Σ l_i / Σ_{non-ignored} w_{y_i}`` (nan when that is 0, e.g. all-zero weights).
+
+    Example: ``nll_loss(np.log([[0.25, 0.75]]), np.array([1])).values -> [0.2876...]``
+    """
+    unbatched = input.ndim == 1
+    x, y = _batched(input, target)
+    labels, valid = _labels(y, ignore_index)
+    class_weight = np.ones((), x.dtype) if weight is None else weight[labels[:, 0]]
+    values = np.negative(_pick(x, labels))
+    if weight is not None:
+        values *= class_weight
+    np.copyto(values, 0, where=~valid)
+    weights = np.where(valid, class_weight, 0).astype(x.dtype, copy=False)
+    return Terms(_unbatch(values, unbatched), weights=_unbatch(weights, unbatched))
+
+
+def nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                  weight: np.ndarray | None = None, ignore_index: int = -100
+                  ) -> dict[str, np.ndarray]:
+    """``∂l_i/∂x_{i,y_i} = -w_{y_i}``, 0 elsewhere and at ignored positions."""
+    x, y = _batched(input, target)
+    labels, valid = _labels(y, ignore_index)
+    g = upstream.reshape(valid.shape)
+    picked = np.where(valid, -g, 0).astype(x.dtype, copy=False)
+    if weight is not None:
+        picked *= weight[labels[:, 0]]
+    grad = np.zeros_like(x)
+    np.put_along_axis(grad, labels, picked[:, None], axis=1)
+    return {"input": grad.reshape(input.shape)}
+
+
+# --- KL divergence -----------------------------------------------------------------------------
+
+
+def kl_div(input: np.ndarray, target: np.ndarray, *, log_target: bool = False) -> Terms:
+    """Pointwise KL divergence (torch.nn.KLDivLoss) with ``input`` as log-probabilities.
+
+    ``log_target=False``: ``l = xlogy(y, y) - y·x`` — a zero target gives 0, a negative one
+    nan. ``log_target=True``: ``l = exp(y)·(y - x)``. Shapes ``(*)``; ``target`` broadcasts to
+    input's shape. ``batchmean`` divides the sum by ``input.shape[0]`` (not for 0-d input);
+    ``mean`` is the plain elementwise mean (torch warns that it is not the true KL).
+    """
+    if log_target:
+        values = np.exp(target) * (target - input)
+    else:
+        values = np.where(target == 0, 0, target * np.log(target)) - target * input  # xlogy
+    return Terms(np.asarray(values))
+
+
+def kl_div_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                log_target: bool = False) -> dict[str, np.ndarray]:
+    """Torch's autograd of its formula: ``∂/∂x = -y``, ``∂/∂y = log y + y/y - x``
+    (xlogy's derivative, nan where y = 0 or y < 0); with log targets ``-eʸ`` and
+    ``eʸ·(y - x + 1)``."""
+    if log_target:
+        exp = np.exp(target)
+        grad_x = -exp * upstream
+        grad_y = exp * (target - input + 1) * upstream
+    else:
+        grad_x = -target * upstream
+        grad_y = (np.log(target) + target / target - input) * upstream
+    return {"input": unbroadcast(grad_x, input.shape), "target": unbroadcast(grad_y, target.shape)}
+
+
+def _same_shape(arrays: dict[str, np.ndarray]) -> bool:
+    """A broadcast target has no batch axis of its own."""
+    return arrays["target"].shape == arrays["input"].shape
+
+
+def _check_kl_div(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
+    """``target`` broadcasts to input's shape; so batchmean divides by the batch it shows."""
+    _check_elementwise_weights(arrays, ("target",))
+
+
+# --- binary cross entropy ----------------------------------------------------------------------
+
+
+def binary_cross_entropy(input: np.ndarray, target: np.ndarray, *,
+                         weight: np.ndarray | None = None) -> Terms:
+    """Binary cross-entropy on probabilities (torch.nn.BCELoss)::
+
+        l = -w·[y·max(log x, -100) + (1 - y)·max(log(1 - x), -100)]
+
+    Torch clamps each log at -100, so x = 0 with y = 1 gives 100, not inf. ``input`` and
+    ``target`` have one shape and dtype with values in [0, 1]; ``weight`` broadcasts to it.
+    """
+    log_x = np.maximum(np.log(input), -100)
+    log_1mx = np.maximum(np.log1p(-input), -100)  # torch's kernel uses log1p(-x)
+    values = (target - 1) * log_1mx
+    values -= target * log_x
+    if weight is not None:
+        values *= weight
+    return Terms(np.asarray(values))
+
+
+def binary_cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                              weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Torch's backward: ``∂/∂x = w·(x - y) / max(x·(1 - x), 1e-12)`` (±1e12 at the clamp)
+    and ``∂/∂y = -w·logit(x) = -w·log(x / (1 - x))`` (±inf at x = 0 or 1)."""
+    scale = upstream if weight is None else upstream * weight
+    grad_x = (input - target) / np.maximum((1 - input) * input, input.dtype.type(1e-12))
+    grad_x *= scale
+    grad_y = np.log(input / (1 - input))
+    grad_y *= -scale
+    return {"input": grad_x, "target": grad_y}
+
+
+def _check_binary_cross_entropy(arrays: dict[str, np.ndarray], options: dict[str, Any]
+                                ) -> dict[str, np.ndarray]:
+    """Same shape and dtype, values in [0, 1] (nan refused); weight computed in input's dtype."""
+    input, target = arrays["input"], arrays["target"]
+    check_same_shape("target", target, "input", input)
+    check_same_dtype("target", target, "input", input)
+    check_range("input", input, 0.0, 1.0)
+    check_range("target", target, 0.0, 1.0)
+    _check_elementwise_weights(arrays, ("weight",))
+    if "weight" in arrays:
+        arrays["weight"] = arrays["weight"].astype(input.dtype, copy=False)
+    return arrays
+
+
+def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, *,
+                                     weight: np.ndarray | None = None,
+                                     pos_weight: np.ndarray | None = None) -> Terms:
+    """Binary cross-entropy on logits (torch.nn.BCEWithLogitsLoss), in torch's stable form::
+
+        l = w·[(1 - y)·x - (1 + (p - 1)·y)·log σ(x)]     (p = pos_weight, default 1)
+
+    which equals ``-w·[p·y·log σ(x) + (1 - y)·log σ(-x)]``. There is no -100 clamp
+    (x = -200, y = 1 gives 200) and y is not range-checked. ``weight`` and ``pos_weight``
+    broadcast to input's shape (pos_weight ``(C,)`` for ``(N, C)``). Torch's own infinities:
+    x = ±inf gives nan where ``0·inf`` appears in this formula (e.g. x = inf, y = 1).
+    """
+    log_sig, _ = _log_sigmoid_pair(input)
+    if pos_weight is not None:
+        log_sig *= (pos_weight - 1) * target + 1
+    values = (1 - target) * input
+    values -= log_sig
+    if weight is not None:
+        values *= weight
+    return Terms(np.asarray(values))
+
+
+def binary_cross_entropy_with_logits_grad(upstream: np.ndarray, input: np.ndarray,
+                                          target: np.ndarray, *,
+                                          weight: np.ndarray | None = None,
+                                          pos_weight: np.ndarray | None = None
+                                          ) -> dict[str, np.ndarray]:
+    """Torch's backward: ``∂/∂x = w·[(p·y + 1 - y)·σ(x) - p·y]`` (``σ(x) - y`` without p) and
+    ``∂/∂y = w·[log σ(-x) - p·log σ(x)]`` (``-x`` without p)."""
+    scale = upstream if weight is None else upstream * weight
+    if pos_weight is None:
+        grad_x = _sigmoid(input) - target
+        grad_y = -input * scale
+    else:
+        py = pos_weight * target
+        grad_x = (py + 1 - target) * _sigmoid(input) - py
+        log_sig, log_sig_neg = _log_sigmoid_pair(input)
+        grad_y = (log_sig_neg - pos_weight * log_sig) * scale
+    grad_x *= scale
+    return {"input": grad_x, "target": grad_y}
+
+
+def _check_binary_with_logits(arrays: dict[str, np.ndarray], options: dict[str, Any]
+                              ) -> dict[str, np.ndarray]:
+    """Target has input's shape and a dtype at least as wide; weights broadcast to input.
+
+    Torch computes this loss in place in the target's dtype, so a float64 input with a float32
+    target gives a float32 loss with float64 gradients; lossd refuses that narrowing instead.
+    """
+    input, target = arrays["input"], arrays["target"]
+    check_same_shape("target", target, "input", input)
+    if np.promote_types(input.dtype, target.dtype) != target.dtype:
+        raise fail("target", f"dtype must be at least as wide as input's ({input.dtype}); "
+                             f"got {target.dtype}")
+    _check_elementwise_weights(arrays, ("weight", "pos_weight"))
+    for name in ("weight", "pos_weight"):
+        if name in arrays:
+            arrays[name] = arrays[name].astype(target.dtype, copy=False)
+    return arrays
+
+
+# --- multi-label soft margin -------------------------------------------------------------------
+
+
+def multilabel_soft_margin_loss(input: np.ndarray, target: np.ndarray, *,
+                                weight: np.ndarray | None = None) -> Terms:
+    """Multi-label one-vs-all logistic loss (torch.nn.MultiLabelSoftMarginLoss)::
+
+        l_i = -(1/C)·Σ_c w_c·[y_ic·log σ(x_ic) + (1 - y_ic)·log σ(-x_ic)]
+
+    Classes are on the last axis: ``(N, C) -> (N,)``, ``(C,) -> ()``, ``(N, d, C) -> (N, d)``.
+    ``target`` (labels in {0, 1}, any numeric dtype) and ``weight`` (usually ``(C,)``)
+    broadcast to input's shape. With C = 0 the loss is 0/0 = nan, as in torch.
+    """
+    log_sig, log_sig_neg = _log_sigmoid_pair(input)
+    log_sig *= target
+    log_sig_neg *= 1 - target
+    log_sig += log_sig_neg
+    if weight is not None:
+        log_sig *= weight
+    values = log_sig.sum(axis=-1)
+    values /= -input.shape[-1]
+    return Terms(np.asarray(values))
+
+
+def multilabel_soft_margin_loss_grad(upstream: np.ndarray, input: np.ndarray,
+                                     target: np.ndarray, *, weight: np.ndarray | None = None
+                                     ) -> dict[str, np.ndarray]:
+    """``∂l_i/∂x_ic = w_c·(σ(x_ic) - y_ic)/C`` and ``∂l_i/∂y_ic = -w_c·x_ic/C``."""
+    scale = np.asarray(upstream)[..., None] / input.shape[-1]
+    if weight is not None:
+        scale = scale * weight
+    grad_x = _sigmoid(input) - target
+    grad_x *= scale
+    return {"input": grad_x, "target": unbroadcast(-input * scale, target.shape)}
+
+
+def _check_multilabel_soft_margin(arrays: dict[str, np.ndarray], options: dict[str, Any]
+                                  ) -> None:
+    check_min_ndim("input", arrays["input"], 1, "(C), (N, C) or (N, *, C)")
+    _check_elementwise_weights(arrays, ("target", "weight"))
+
+
+def _multilabel_batchable(arrays: dict[str, np.ndarray]) -> bool:
+    return (arrays["target"].shape == arrays["input"].shape
+            and _no_batch_axis("weight")(arrays))
+
+
+# --- beyond torch: PolyLoss and softmax focal loss ---------------------------------------------
+
+
+def poly1_cross_entropy(input: np.ndarray, target: np.ndarray, *, epsilon: float = 2.0,
+                        ignore_index: int = -100) -> Terms:
+    """Poly-1 cross-entropy (Leng et al. 2022, "PolyLoss", arXiv:2204.12511; as Optax's
+    ``poly_loss_cross_entropy(logits, labels, epsilon=2.0)`` with the class axis at 1)::
+
+        l_i = -Σ_c y_ic·log p_ic + ε·Σ_c y_ic·(1 - p_ic),   p = softmax(x)
+
+    ``target`` is either class indices (as :func:`cross_entropy`; then ``l_i = -log p_y +
+    ε·(1 - p_y)``, 0 where ``target == ignore_index``, and mean divides by the non-ignored
+    count) or class probabilities with input's shape (mean over all positions). No class
+    weights and no label smoothing (smooth the probabilities instead).
+    """
+    unbatched = input.ndim == 1
+    x, y = _batched(input, target)
+    if _is_probability(input, target):
+        log_p = _log_softmax(x)
+        term = np.exp(log_p)
+        np.subtract(1, term, out=term)
+        term *= epsilon
+        term -= log_p
+        return Terms(_unbatch(_class_dot(term * y, None), unbatched))
+    labels, valid = _labels(y, ignore_index)
+    log_p = _pick(_log_softmax(x), labels)
+    values = (1 - np.exp(log_p)) * epsilon
+    values -= log_p
+    np.copyto(values, 0, where=~valid)
+    return Terms(_unbatch(values, unbatched),
+                 weights=_unbatch(valid.astype(x.dtype), unbatched))
+
+
+def poly1_cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                             epsilon: float = 2.0, ignore_index: int = -100
+                             ) -> dict[str, np.ndarray]:
+    """With ``r_c = y_c·(1 + ε·p_c)`` (the weight on ``-log p_c``): ``∂l/∂x = p·Σ_c r_c - r``;
+    probability targets also get ``∂l/∂y_c = -log p_c + ε·(1 - p_c)``."""
+    x, y = _batched(input, target)
+    g = upstream.reshape((x.shape[0],) + x.shape[2:])[:, None]
+    log_p = _log_softmax(x)
+    p = np.exp(log_p)
+    if _is_probability(input, target):
+        r = y * (1 + epsilon * p)
+        grad_x = p * r.sum(axis=1, keepdims=True)
+        grad_x -= r
+        grad_x *= g
+        grad_y = (1 - p) * epsilon
+        grad_y -= log_p
+        grad_y *= g
+        return {"input": grad_x.reshape(input.shape), "target": grad_y.reshape(target.shape)}
+    labels, valid = _labels(y, ignore_index)
+    g = np.where(valid[:, None], g, 0).astype(x.dtype, copy=False)
+    g *= 1 + epsilon * np.take_along_axis(p, labels, axis=1)
+    grad_x = np.multiply(p, g, out=p)
+    at_label = np.take_along_axis(grad_x, labels, axis=1)
+    at_label -= g
+    np.put_along_axis(grad_x, labels, at_label, axis=1)
+    return {"input": grad_x.reshape(input.shape)}
+
+
+def softmax_focal_loss(input: np.ndarray, target: np.ndarray, *, alpha: np.ndarray | None = None,
+                       gamma: float = 2.0, ignore_index: int = -100) -> Terms:
+    """Multi-class (softmax) focal loss (Lin et al. 2017, "Focal Loss for Dense Object
+    Detection", arXiv:1708.02002; the per-class-alpha form of e.g. MONAI's
+    ``FocalLoss(use_softmax=True)`` and Kornia's ``focal_loss``, reduced per sample)::
+
+        l_i = -α_{y_i}·(1 - p_{i,y_i})^γ·log p_{i,y_i},   p = softmax(x),  α default 1
+
+    ``target`` holds class indices in the shapes of :func:`cross_entropy`; ignored positions
+    give 0 and ``mean = Σ l_i / #non-ignored`` (not divided by Σα, unlike weighted CE).
+    ``1 - p`` is computed as ``-expm1(log p)`` for accuracy when p is near 1. γ = 0 is
+    cross-entropy with class weights α (but the mean is over the non-ignored count).
+    """
+    unbatched = input.ndim == 1
+    x, y = _batched(input, target)
+    labels, valid = _labels(y, ignore_index)
+    log_p = _pick(_log_softmax(x), labels)
+    values = np.power(-np.expm1(log_p), gamma)
+    values *= -log_p
+    if alpha is not None:
+        values *= alpha[labels[:, 0]]
+    np.copyto(values, 0, where=~valid)
+    return Terms(_unbatch(values, unbatched),
+                 weights=_unbatch(valid.astype(x.dtype), unbatched))
+
+
+def softmax_focal_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
+                            alpha: np.ndarray | None = None, gamma: float = 2.0,
+                            ignore_index: int = -100) -> dict[str, np.ndarray]:
+    """With ``q = 1 - p_y`` and ``ℓ = log p_y``:
+    ``∂l/∂ℓ = -α_y·[q^γ - γ·q^(γ-1)·p_y·ℓ]`` and ``∂ℓ/∂x = onehot(y) - p``
+    (γ = 0 drops the second term, as torch's pow backward does)."""
+    x, y = _batched(input, target)
+    labels, valid = _labels(y, ignore_index)
+    shifted, p, total = _shifted_exp(x)
+    shifted -= np.log(total)
+    p /= total
+    log_p = np.take_along_axis(shifted, labels, axis=1)
+    q = -np.expm1(log_p)
+    d_log_p = np.power(q, gamma)
+    if gamma != 0:
+        d_log_p -= gamma * np.power(q, gamma - 1) * np.exp(log_p) * log_p
+    if alpha is not None:
+        d_log_p *= alpha[labels]
+    g = upstream.reshape(valid.shape)[:, None]
+    coef = np.where(valid[:, None], -d_log_p * g, 0).astype(x.dtype, copy=False)
+    grad_x = np.multiply(p, -coef, out=p)
+    at_label = np.take_along_axis(grad_x, labels, axis=1)
+    at_label += coef
+    np.put_along_axis(grad_x, labels, at_label, axis=1)
+    return {"input": grad_x.reshape(input.shape)}
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+REDUCTION = reduction_option()
+IGNORE_INDEX = OptionSpec("ignore_index", int, -100, "target value that contributes nothing "
+                          "(class indices only)", **INT64_RANGE)
+
+LOGITS = TensorSpec("input", "input", CLASS_INPUT, differentiable=True, batch_ndim=2,
+                    description="unnormalised class scores (logits), classes on axis 1")
+CLASS_TARGET = TensorSpec(
+    "target", "target", "class indices (), (N) or (N, d1, ..., dK); or probabilities with "
+    "input's shape", kind=Kind.REAL, dtypes=FLOAT_DTYPES + ("int64", "uint8"),
+    differentiable=True, description="class indices (int64/uint8) or class probabilities "
+    "(float, same shape as input; these get a gradient)")
+INDEX_TARGET = TensorSpec("target", "target", "(), (N) or (N, d1, ..., dK)", kind=Kind.INDEX,
+                          dtypes=("int64", "uint8"), description="class indices")
+CLASS_WEIGHT = TensorSpec("weight", "weight", "(C)", optional=True, batch_axis=None,
+                          description="per-class rescaling weight")
+BINARY_TARGET = TensorSpec("target", "target", "same shape as input", differentiable=True,
+                           description="probability of the positive class in [0, 1]")
+
+
+def _check_cross_entropy(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
+    _check_classes(arrays, options)
+
+
+def _check_nll(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
+    _check_classes(arrays, options, probabilities=False)
+
+
+def _check_focal(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
+    _check_classes(arrays, options, probabilities=False, weight="alpha")
+
+
+register(LossSpec(
+    "cross_entropy", cross_entropy, (LOGITS, CLASS_TARGET, CLASS_WEIGHT),
+    (REDUCTION, IGNORE_INDEX,
+     OptionSpec("label_smoothing", float, 0.0, "mix ε of the uniform distribution into the "
+                "target (negative values count as 0, like torch)", maximum=1.0)),
+    torch="torch.nn.functional.cross_entropy", family=FAMILY, check=_check_cross_entropy,
+    grad=cross_entropy_grad))
+
+register(LossSpec(
+    "nll", nll_loss,
+    (TensorSpec("input", "input", CLASS_INPUT, differentiable=True, batch_ndim=2,
+                description="log-probabilities, classes on axis 1"),
+     INDEX_TARGET, CLASS_WEIGHT),
+    (REDUCTION, IGNORE_INDEX), torch="torch.nn.functional.nll_loss", family=FAMILY,
+    check=_check_nll, grad=nll_loss_grad))
+
+register(LossSpec(
+    "kl_div", kl_div,
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="log-probabilities"),
+     TensorSpec("target", "target", "(*), broadcastable to input's shape", differentiable=True,
+                description="probabilities (log-probabilities with log_target)")),
+    (reduction_option(("none", "mean", "sum", "batchmean")),
+     OptionSpec("log_target", bool, False, "target is given as log-probabilities")),
+    torch="torch.nn.functional.kl_div", family=FAMILY, check=_check_kl_div, grad=kl_div_grad,
+    batchable=_same_shape))
+
+register(LossSpec(
+    "binary_cross_entropy", binary_cross_entropy,
+    (TensorSpec("input", "input", "(*)", differentiable=True,
+                description="probabilities in [0, 1]"),
+     BINARY_TARGET,
+     TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
+                batch_axis=None, description="elementwise rescaling weight")),
+    (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy", family=FAMILY,
+    check=_check_binary_cross_entropy, grad=binary_cross_entropy_grad,
+    batchable=_no_batch_axis("weight")))
+
+register(LossSpec(
+    "binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="logits"),
+     BINARY_TARGET,
+     TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
+                batch_axis=None, description="elementwise rescaling weight"),
+     TensorSpec("pos_weight", "weight", "broadcastable to input's shape, e.g. (C)",
+                optional=True, batch_axis=None, description="weight of the positive term")),
+    (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy_with_logits", family=FAMILY,
+    check=_check_binary_with_logits, grad=binary_cross_entropy_with_logits_grad,
+    batchable=_no_batch_axis("weight", "pos_weight")))
+
+register(LossSpec(
+    "multilabel_soft_margin", multilabel_soft_margin_loss,
+    (TensorSpec("input", "input", "(C), (N, C) or (N, *, C)", differentiable=True,
+                batch_ndim=2, description="logits, classes on the last axis"),
+     TensorSpec("target", "target", "broadcastable to input's shape", kind=Kind.REAL,
+                dtypes=FLOAT_DTYPES + ("int8", "int16", "int32", "int64", "uint8"),
+                differentiable=True, batch_ndim=2, description="labels in {0, 1}"),
+     TensorSpec("weight", "weight", "(C), broadcastable to input's shape", optional=True,
+                batch_axis=None, description="per-class rescaling weight")),
+    (REDUCTION,), torch="torch.nn.functional.multilabel_soft_margin_loss", family=FAMILY,
+    check=_check_multilabel_soft_margin, grad=multilabel_soft_margin_loss_grad,
+    batchable=_multilabel_batchable))
+
+register(LossSpec(
+    "poly1_cross_entropy", poly1_cross_entropy, (LOGITS, CLASS_TARGET),
+    (REDUCTION, IGNORE_INDEX,
+     OptionSpec("epsilon", float, 2.0, "coefficient ε of the first polynomial term (1 - p_t)")),
+    torch="none (Leng et al. 2022 PolyLoss; optax.poly_loss_cross_entropy)", family=FAMILY,
+    check=_check_cross_entropy, grad=poly1_cross_entropy_grad))
+
+register(LossSpec(
+    "softmax_focal", softmax_focal_loss,
+    (LOGITS, INDEX_TARGET,
+     TensorSpec("alpha", "weight", "(C)", optional=True, batch_axis=None,
+                description="per-class balancing factor α_t")),
+    (REDUCTION, IGNORE_INDEX,
+     OptionSpec("gamma", float, 2.0, "focusing exponent γ of (1 - p_t)", minimum=0.0)),
+    torch="none (Lin et al. 2017 focal loss with softmax; MONAI FocalLoss(use_softmax=True))",
+    family=FAMILY, check=_check_focal, grad=softmax_focal_loss_grad))
