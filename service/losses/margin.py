@@ -13,13 +13,14 @@ dtype promotion (torch's result has the inputs' dtype whatever the labels' dtype
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._checks import (broadcast_shape, check_index_range, check_min_ndim,
-                      check_ndim, check_same_dtype,
-                      check_same_shape, check_shape, fail, shape_str, unbroadcast)
+from ._checks import (broadcast_shape, check_index_range, check_min_ndim, check_ndim,
+                      check_same_dtype, check_same_shape, check_shape, fail, shape_str,
+                      unbroadcast)
 from ._reduce import Terms
 from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
 
@@ -69,10 +70,10 @@ def hinge_embedding_loss(input: np.ndarray, target: np.ndarray, *,
 
     Example: ``hinge_embedding_loss(np.array([0.3, 0.3]), np.array([1., -1.])) -> [0.3, 0.7]``
     """
-    hinge = np.maximum(margin - input, 0)
     zero = input.dtype.type(0)
-    return Terms(np.asarray(np.where(target != -1, input, zero) + np.where(target != 1, hinge,
-                                                                             zero)))
+    own = np.where(target != -1, input, zero)
+    hinge = np.where(target != 1, np.maximum(margin - input, 0), zero)
+    return Terms(np.asarray(own + hinge))
 
 
 def hinge_embedding_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
@@ -101,7 +102,7 @@ def soft_margin_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     Computed literally as torch does, NOT in the stable softplus form: ``-y·x`` beyond the
     exp range overflows to inf exactly where torch's does (x = -1000, y = 1 gives inf).
     """
-    return Terms(np.log1p(np.exp(-(input * target))))
+    return Terms(np.asarray(np.log1p(np.exp(-(input * target)))))
 
 
 def soft_margin_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
@@ -277,34 +278,30 @@ def _check_multilabel_margin(arrays: Arrays, options: dict[str, Any]) -> None:
     check_index_range("target", y, -1, x.shape[-1])
 
 
-def _multilabel_pairs(input: np.ndarray, target: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One row per (sample, target slot) before the sample's first -1.
+def _multilabel_margins(input: np.ndarray, target: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``z = 1 - x_{y_j} + x_i`` for every target slot ``j``, class ``i`` and sample.
 
-    Returns (rows (K,), labels (K,), hinge (K, C) = max(0, 1 - x_label + x_i) counted only for
-    non-target i with ``z > 0``, active (K, C) mask of those counted terms).
+    Returns (z (L, C, M), labels (L, M)), samples last so that every operation runs along the
+    long axis: ``M`` samples, the ``L`` slots the longest sample reads (up to its first -1).
+    ``z`` is -inf or nan, never counted, where ``i`` is one of the sample's targets or where
+    ``j`` is past its first -1 (padded with the extra label ``C``, whose score is +inf), so
+    ``z > 0`` marks exactly the terms torch's kernel counts.
     """
-    scores = input.reshape(-1, input.shape[-1])
-    labels_all = target.reshape(scores.shape)
-    # slots are read up to the first -1: a cumulative "no -1 seen yet" mask
-    valid = np.logical_and.accumulate(labels_all != -1, axis=1)
-    rows, slots = np.nonzero(valid)
-    labels = labels_all[rows, slots]
-    is_target = np.zeros(scores.shape, dtype=bool)
-    is_target[rows, labels] = True
-    z = (1 - scores[rows, labels])[:, None] + scores[rows]
-    active = (z > 0) & ~is_target[rows]
-    hinge = np.where(active, z, 0).astype(scores.dtype, copy=False)
-    return rows, labels, hinge, active
-
-
-def _row_sums(per_pair: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-    """Sum the pair rows of each sample (``rows`` is sorted, as ``np.nonzero`` returns it)."""
-    out = np.zeros((n,) + per_pair.shape[1:], dtype=per_pair.dtype)
-    if rows.size:
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        out[rows[starts]] = np.add.reduceat(per_pair, starts, axis=0)
-    return out
+    classes = input.shape[-1]
+    scores = np.ascontiguousarray(input.reshape(-1, classes).T)
+    labels = np.ascontiguousarray(target.reshape(-1, classes).T)
+    slot = np.arange(classes)[:, None]
+    # slots are read up to each sample's first -1 (a min over axis 0 stays vectorized where a
+    # cumulative mask along it would not)
+    first = np.where(labels == -1, slot, classes).min(axis=0, initial=classes)
+    width = int(first.max(initial=0))
+    labels = np.where(slot[:width] < first, labels[:width], classes)
+    infinity = scores.dtype.type(np.inf)
+    padded = np.concatenate([scores, np.full((1, scores.shape[1]), infinity)], axis=0)
+    z_label = 1 - np.take_along_axis(padded, labels, axis=0)
+    np.put_along_axis(padded, labels, -infinity, axis=0)  # a target never plays the i side
+    return z_label[:, None, :] + padded[None, :classes, :], labels
 
 
 def multilabel_margin_loss(input: np.ndarray, target: np.ndarray) -> Terms:
@@ -313,24 +310,28 @@ def multilabel_margin_loss(input: np.ndarray, target: np.ndarray) -> Terms:
 
     Shapes: ``input`` ``(N, C)`` or ``(C)``; ``target`` the same shape, int64 class indices read
     up to the first -1 (a leading -1 gives 0). Duplicate targets are counted twice, as in torch.
-    An empty batch's mean is nan (torch returns uninitialised memory there).
+    An empty batch's mean is nan (torch returns uninitialised memory there). Vectorized over an
+    ``(L, C, N)`` block, ``L`` the longest target list: memory grows as torch's time does.
     """
-    n = int(np.prod(input.shape[:-1]))
-    rows, _, hinge, _ = _multilabel_pairs(input, target)
-    per_sample = _row_sums(hinge.sum(axis=1), rows, n)
-    return Terms((per_sample / input.dtype.type(input.shape[-1])).reshape(input.shape[:-1]))
+    z = _multilabel_margins(input, target)[0]
+    total = np.fmax(z, 0, out=z).sum(axis=(0, 1))  # fmax: a nan z counts 0, like z > 0
+    return Terms((total / input.dtype.type(input.shape[-1])).reshape(input.shape[:-1]))
 
 
 def multilabel_margin_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
                                 ) -> dict[str, np.ndarray]:
     """``+1/C`` to ``x_i`` and ``-1/C`` to ``x_{y_j}`` per counted term (0 at the kink)."""
-    n, classes = int(np.prod(input.shape[:-1])), input.shape[-1]
-    rows, labels, _, active = _multilabel_pairs(input, target)
-    scale = (upstream.reshape(-1) / input.dtype.type(classes))[rows]
-    local = active * scale[:, None]
-    grad = _row_sums(local, rows, n)
-    np.subtract.at(grad, (rows, labels), local.sum(axis=1))
-    return {"input": grad.reshape(input.shape)}
+    classes = input.shape[-1]
+    z, labels = _multilabel_margins(input, target)
+    counted = z > 0
+    samples = labels.shape[1]
+    # how often each class was the target side, duplicates accumulating (row C: padding)
+    as_target = np.bincount((labels * samples + np.arange(samples)).ravel(),
+                            weights=counted.sum(axis=1).ravel(),
+                            minlength=(classes + 1) * samples).reshape(classes + 1, samples)
+    counts = (counted.sum(axis=0) - as_target[:classes]).astype(input.dtype)
+    counts *= upstream.reshape(1, -1) / input.dtype.type(classes)
+    return {"input": counts.T.reshape(input.shape)}
 
 
 # --- triplet margin ---------------------------------------------------------------------------
@@ -349,58 +350,80 @@ def _check_triplet(arrays: Arrays, options: dict[str, Any]) -> None:
     check_same_shape("negative", neg, "anchor", a)
 
 
-def _norm(v: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
-    """(‖v‖_p over the last axis, its gradient) with torch's choices where the norm is 0."""
-    absolute = np.abs(v)
+Vjp = Callable[[np.ndarray], np.ndarray]
+PairVjp = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _norm(v: np.ndarray, p: float) -> tuple[np.ndarray, Vjp]:
+    """‖v‖_p over the last axis, and its vector-Jacobian product (computed only on demand)
+    with torch's choices (linalg_vector_norm_backward): 0 where the norm is 0, and for
+    ``p = inf`` the gradient shared by the entries that attain the maximum."""
+    ndim = v.ndim
     if p == 2:
         norm = np.sqrt(np.einsum("...d,...d->...", v, v))
-        n = _expand(norm, v.ndim)
-        return norm, np.divide(v, n, out=np.zeros_like(v), where=n != 0)
+
+        def vjp(g: np.ndarray) -> np.ndarray:
+            return v * _expand(np.divide(g, norm, out=np.zeros_like(norm), where=norm != 0),
+                               ndim)
+        return norm, vjp
+    absolute = np.abs(v)
     if p == 1:
-        return absolute.sum(axis=-1), np.sign(v)
+        return absolute.sum(axis=-1), lambda g: np.sign(v) * _expand(g, ndim)
     if p == np.inf:
         norm = absolute.max(axis=-1, initial=0)
-        # the gradient is shared by the entries that attain the maximum (torch's amax rule)
-        hits = (absolute == _expand(norm, v.ndim)) | np.isnan(v)
-        return norm, np.sign(v) * hits / hits.sum(axis=-1, keepdims=True)
+
+        def vjp(g: np.ndarray) -> np.ndarray:
+            hits = (absolute == _expand(norm, ndim)) | np.isnan(v)
+            return np.sign(v) * hits * _expand(g, ndim) / hits.sum(axis=-1, keepdims=True)
+        return norm, vjp
     norm = np.power(np.power(absolute, p).sum(axis=-1), 1 / p)
-    n = _expand(norm, v.ndim)
-    scaled = np.sign(v) * np.power(absolute, p - 1, out=np.zeros_like(v), where=v != 0)
-    return norm, np.divide(scaled, np.power(n, p - 1), out=np.zeros_like(v), where=n != 0)
+
+    def vjp(g: np.ndarray) -> np.ndarray:
+        scaled = np.sign(v) * np.power(absolute, p - 1, out=np.zeros_like(v), where=v != 0)
+        n = np.power(norm, p - 1)
+        return scaled * _expand(np.divide(g, n, out=np.zeros_like(n), where=norm != 0), ndim)
+    return norm, vjp
 
 
 def _pairwise(x1: np.ndarray, x2: np.ndarray, p: float, eps: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """F.pairwise_distance ``‖x1 - x2 + eps‖_p``: (distance, ∂/∂x1, ∂/∂x2)."""
-    dist, grad = _norm(x1 - x2 + eps, p)
-    return dist, grad, -grad
+              ) -> tuple[np.ndarray, PairVjp]:
+    """F.pairwise_distance ``‖x1 - x2 + eps‖_p`` and its vjp onto (x1, x2)."""
+    diff = x1 - x2
+    diff += eps
+    dist, vjp = _norm(diff, p)
+
+    def pair_vjp(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grad = vjp(g)
+        return grad, -grad
+    return dist, pair_vjp
 
 
 COSINE_SIMILARITY_EPS = 1e-8  # F.cosine_similarity's default eps
 DISTANCES = ("pairwise_distance", "cosine")
 
 
-def _cosine_distance(x1: np.ndarray, x2: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``1 - F.cosine_similarity(x1, x2, dim=-1, eps=1e-8)``: (distance, ∂/∂x1, ∂/∂x2).
+def _cosine_distance(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, PairVjp]:
+    """``1 - F.cosine_similarity(x1, x2, dim=-1, eps=1e-8)`` and its vjp onto (x1, x2).
 
     torch divides each vector by ``max(‖x‖, eps)``, the clamp done under no_grad: the
     gradient uses the clamped value but differentiates the norm as if unclamped.
     """
-    norm1, unit1 = _norm(x1, 2)
-    norm2, unit2 = _norm(x2, 2)
-    n1 = _expand(np.maximum(norm1, COSINE_SIMILARITY_EPS), x1.ndim)
-    n2 = _expand(np.maximum(norm2, COSINE_SIMILARITY_EPS), x1.ndim)
+    norm1, vjp1 = _norm(x1, 2)
+    norm2, vjp2 = _norm(x2, 2)
+    n1 = np.maximum(norm1, COSINE_SIMILARITY_EPS)
+    n2 = np.maximum(norm2, COSINE_SIMILARITY_EPS)
     dot = np.einsum("...d,...d->...", x1, x2)
-    cos = dot / (n1[..., 0] * n2[..., 0])
-    d = _expand(dot, x1.ndim)
-    grad1 = x2 / (n1 * n2) - d / (n1 * n1 * n2) * unit1
-    grad2 = x1 / (n1 * n2) - d / (n1 * n2 * n2) * unit2
-    return np.asarray(1 - cos), -grad1, -grad2
+
+    def pair_vjp(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # d = 1 - dot/(n1 n2): ∂d/∂dot = -1/(n1 n2) and ∂d/∂n1 = dot/(n1² n2) = -c·dot/n1
+        c = -g / (n1 * n2)
+        return (x2 * _expand(c, x1.ndim) + vjp1(-c * dot / n1),
+                x1 * _expand(c, x1.ndim) + vjp2(-c * dot / n2))
+    return np.asarray(1 - dot / (n1 * n2)), pair_vjp
 
 
-def _distance(name: str, x1: np.ndarray, x2: np.ndarray, p: float = 2.0, eps: float = 1e-6
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distance(name: str, x1: np.ndarray, x2: np.ndarray, p: float, eps: float
+              ) -> tuple[np.ndarray, PairVjp]:
     return _cosine_distance(x1, x2) if name == "cosine" else _pairwise(x1, x2, p, eps)
 
 
@@ -412,28 +435,28 @@ def _triplet_values(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarr
     With ``swap``, ``d(a, n) <- min(d(a, n), d(p, n))``; torch's minimum sends the gradient to
     the smaller one and splits it in half on a tie.
     """
-    d_pos, pos_a, pos_p = _distance(distance, anchor, positive, p, eps)
-    d_neg, neg_a, neg_n = _distance(distance, anchor, negative, p, eps)
+    d_pos, vjp_pos = _distance(distance, anchor, positive, p, eps)
+    d_neg, vjp_neg = _distance(distance, anchor, negative, p, eps)
     d_far = d_neg
     if swap:
-        d_swap, swap_p, swap_n = _distance(distance, positive, negative, p, eps)
+        d_swap, vjp_swap = _distance(distance, positive, negative, p, eps)
         d_far = np.minimum(d_neg, d_swap)
-    values = np.asarray(np.maximum(margin + d_pos - d_far, 0))
+    z = margin + d_pos - d_far
     if upstream is None:
-        return values, {}
-    g = _clamp_pass(margin + d_pos - d_far) * upstream
-    g_neg = g
+        return np.asarray(np.maximum(z, 0)), {}
+    g = _clamp_pass(z) * upstream
+    far = -g
     if swap:
-        shared = np.where(d_neg == d_swap, g / 2, g)
-        g_neg = np.where(d_neg > d_swap, 0, shared)
-        g_swap = _expand(np.where(d_neg < d_swap, 0, shared), anchor.ndim)
-    g, g_neg = _expand(g, anchor.ndim), _expand(g_neg, anchor.ndim)
-    grads = {"anchor": g * pos_a - g_neg * neg_a, "positive": g * pos_p,
-             "negative": -g_neg * neg_n}
+        far = np.where(d_neg == d_swap, far / 2, far)
+        far, far_swap = np.where(d_neg > d_swap, 0, far), np.where(d_neg < d_swap, 0, far)
+    a_pos, p_pos = vjp_pos(g)
+    a_neg, n_neg = vjp_neg(far)
+    grads = {"anchor": a_pos + a_neg, "positive": p_pos, "negative": n_neg}
     if swap:
-        grads["positive"] -= g_swap * swap_p
-        grads["negative"] -= g_swap * swap_n
-    return values, grads
+        p_swap, n_swap = vjp_swap(far_swap)
+        grads["positive"] += p_swap
+        grads["negative"] += n_swap
+    return np.asarray(np.maximum(z, 0)), grads
 
 
 def triplet_margin_loss(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray, *,
