@@ -70,8 +70,8 @@ def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT, then drain. Returns the exit code."""
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain. Returns the exit code."""
     engine = Engine(settings, Metrics())
     await engine.start()
     app = create_app(settings, engine)
@@ -83,10 +83,11 @@ async def serve(settings: Settings) -> int:
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     while not http.started and not http_task.done():
         await asyncio.sleep(0.01)
     log.info("lossd ready: REST on %s:%d, gRPC on %s:%d", settings.host,

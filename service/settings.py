@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,5 +39,18 @@ class Settings(BaseSettings):
         0.0, ge=0, description="close gRPC connections after this age so clients re-balance "
                                "(0: never)")
 
+    api_keys: str = Field("", description="comma-separated API keys; empty: auth off")
+    api_keys_file: str = Field("", description="file with one API key per line (adds to "
+                                                "api_keys)")
+    metrics_auth: bool = Field(False, description="require an API key for /metrics too")
+
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(True, description="structured (JSON) logs")
+
+    def keys(self) -> frozenset[str]:
+        """Accepted API keys (empty: authentication is off)."""
+        keys = {k.strip() for k in self.api_keys.split(",") if k.strip()}
+        if self.api_keys_file:
+            keys |= {line.strip() for line in Path(self.api_keys_file).read_text().splitlines()
+                     if line.strip() and not line.startswith("#")}
+        return frozenset(keys)

@@ -193,9 +193,9 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
         if array.size > limits.max_tensor_elements:
             raise PayloadTooLarge(f"{field}: at most {limits.max_tensor_elements} elements "
                                   f"per tensor; got {array.size}", field=field)
-        if spec is not None and (spec.kind is Kind.FLOAT or spec.differentiable) and (
+        if spec is not None and (spec.kind is Kind.FLOAT or spec.role == "input") and (
                 array.dtype.kind in "iub"):
-            array = array.astype(np.float64)  # a float role: [1, 2] means [1.0, 2.0]
+            array = array.astype(np.float64)  # predictions: [1, 2] means [1.0, 2.0]
         return array, Encoding.LIST, False
     raise _fail(field, f"expected a nested list or an object with dtype, shape and data or "
                        f"b64; got {type(obj).__name__}")

@@ -26,6 +26,7 @@ from ..errors import ErrorCode, InvalidArgument, LossdError, MalformedRequest
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
 from . import codec
+from .auth import GrpcAuth
 from .describe import describe_all
 
 log = logging.getLogger("lossd.grpc")
@@ -242,7 +243,9 @@ class GrpcServer:
                  extra_services: list[Callable[[grpc.aio.Server], list[str]]] | None = None
                  ) -> None:
         self.settings = settings
-        self.server = grpc.aio.server(options=server_options(settings))
+        keys = settings.keys()
+        self.server = grpc.aio.server(options=server_options(settings),
+                                      interceptors=[GrpcAuth(keys)] if keys else None)
         self.server.add_generic_rpc_handlers((_handlers(LossService(settings, engine)),))
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

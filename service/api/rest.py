@@ -27,6 +27,7 @@ from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, Malfo
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
 from . import codec, schema
+from .auth import RestAuth
 from .describe import describe, describe_all
 
 log = logging.getLogger("lossd.rest")
@@ -162,6 +163,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     metrics = engine.metrics
     app = FastAPI(title="lossd", version="0.1.0", description=schema.DESCRIPTION,
                   openapi_tags=schema.TAGS)
+    keys = settings.keys()
+    if keys:
+        app.add_middleware(RestAuth, keys=keys, metrics_open=not settings.metrics_auth)
 
     def observe(loss: str, code: str, started: float) -> None:
         label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded cardinality
