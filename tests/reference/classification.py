@@ -422,7 +422,8 @@ def _binary_cases(r: Rand) -> list[Case]:
             y = r.uniform((4, 3), dtype)
             w_full, w_class = r.uniform((4, 3), dtype, 0.1, 2), r.uniform((3,), dtype, 0.1, 2)
             out.append(Case(f"weight-full-{suffix}", bce,
-                            {"input": x01, "target": y, "weight": w_full}, {"reduction": reduction}))
+                            {"input": x01, "target": y, "weight": w_full},
+                            {"reduction": reduction}))
             out.append(Case(f"weight-class-{suffix}", bce,
                             {"input": x01, "target": y, "weight": w_class},
                             {"reduction": reduction}))
