@@ -13,8 +13,16 @@ import numpy as np
 
 from ._checks import broadcast_shape, check_shape, fail, shape_str, unbroadcast
 from ._reduce import Terms
-from ._spec import (FLOAT_DTYPES, INT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec,
-                    reduction_option, register)
+from ._spec import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    reduction_option,
+    register,
+)
 
 FAMILY = "regression"
 

@@ -85,7 +85,8 @@ def cases(seed: int) -> list[Case]:
         for reduction in REDUCTIONS:
             for dtype in ("float64", "float32"):
                 out.append(Case(f"weight-{dtype}-{reduction}", loss,
-                                {"input": r.normal((4, 3), dtype), "target": r.normal((4, 3), dtype),
+                                {"input": r.normal((4, 3), dtype),
+                                 "target": r.normal((4, 3), dtype),
                                  "weight": r.uniform((4, 3), dtype, 0.1, 2.0)},
                                 {"reduction": reduction}))
         out.append(Case("weight-wrong-shape", loss,
