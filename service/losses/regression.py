@@ -1,8 +1,10 @@
 """Regression losses: elementwise distances between predictions and targets.
 
 Shapes: ``input`` and ``target`` are any shape ``(*)``; like torch, ``target`` broadcasts
-against ``input``. Every function returns :class:`Terms` whose ``values`` are torch's
-``reduction='none'`` output; gradients are vector-Jacobian products with ``upstream``.
+against ``input`` (``gaussian_nll``'s ``var`` follows torch's own rules). Every function returns
+:class:`Terms` whose ``values`` are torch's ``reduction='none'`` output; gradients are
+vector-Jacobian products with ``upstream``. ``log_cosh``, ``mape`` and ``msle`` are beyond torch
+(Keras / Optax definitions, cited in each docstring): elementwise, reduced like torch.
 """
 
 from __future__ import annotations

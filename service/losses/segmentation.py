@@ -35,6 +35,7 @@ neither is done here (drop classes client-side).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ def _masks(target: np.ndarray, input: np.ndarray) -> np.ndarray:
     return (labels == classes).astype(input.dtype)
 
 
+@dataclass(frozen=True)
 class _Overlap:
     """A score ``(k·TP + smooth) / max(u·TP + a·Σp + b·Σt + smooth, eps)`` per (n, c).
 
@@ -95,8 +97,10 @@ class _Overlap:
     u=1-α-β, a=α, b=β (TP + αFP + βFN with FP = Σp - TP and FN = Σt - TP).
     """
 
-    def __init__(self, k: float, u: float, a: float, b: float) -> None:
-        self.k, self.u, self.a, self.b = k, u, a, b
+    k: float
+    u: float
+    a: float
+    b: float
 
     def parts(self, p: np.ndarray, t: np.ndarray, smooth: float
               ) -> tuple[np.ndarray, np.ndarray]:
