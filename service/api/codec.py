@@ -211,7 +211,8 @@ def _json_values(array: np.ndarray) -> Any:
         out[np.isposinf(array)] = "Infinity"
         out[np.isneginf(array)] = "-Infinity"
         return out.tolist()
-    return array  # orjson serializes numpy arrays and scalars natively (shortest float repr)
+    # orjson serializes C-contiguous numpy arrays natively (shortest float repr)
+    return np.ascontiguousarray(array)
 
 
 def scalar_json(array: np.ndarray) -> Any:

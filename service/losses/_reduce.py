@@ -86,7 +86,8 @@ def cotangent(terms: Terms, reduction: str) -> np.ndarray:
         if reduction in (Reduction.NONE, Reduction.SUM):
             return np.ones_like(values)
         if reduction == Reduction.BATCHMEAN:
-            return np.full_like(values, 1.0 / values.shape[0] if values.ndim else 1.0)
+            rows = values.shape[0] if values.ndim else 1
+            return np.full_like(values, 1.0 / rows if rows else 0.0)
         if reduction == Reduction.MEAN:
             denominator = (values.size if terms.weights is None
                            else terms.weights.sum(dtype=dtype))

@@ -1,0 +1,81 @@
+"""The API describes itself: /v1/losses from the registry, /openapi.json for every route,
+ListLosses over gRPC, and generated stubs that match protos/."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from service.client import GrpcClient
+from service.losses import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_list_losses_from_registry(server) -> None:
+    losses = httpx.get(f"{server.url}/v1/losses").json()["losses"]
+    assert [x["name"] for x in losses] == sorted(REGISTRY)
+    for info in losses:
+        spec = REGISTRY[info["name"]]
+        props = info["options"]["properties"]
+        assert set(props) == set(spec.option_map)
+        for option in spec.options:
+            schema = props[option.name]
+            assert "type" in schema and "description" in schema
+            if option.default is not None and option.type is not float or (
+                    isinstance(option.default, float) and option.default == option.default):
+                assert schema.get("default") == option.default, (info["name"], option.name)
+        assert info["differentiable"] == list(spec.differentiable)
+        assert info["torch"] == spec.torch
+    one = httpx.get(f"{server.url}/v1/losses/cross_entropy").json()
+    assert one["options"]["properties"]["label_smoothing"]["default"] == 0.0
+    assert one["options"]["properties"]["ignore_index"]["default"] == -100
+
+
+def test_grpc_list_losses(server) -> None:
+    with GrpcClient(server.grpc_target) as client:
+        assert sorted(x.name for x in client.losses()) == sorted(REGISTRY)
+
+
+def test_openapi_documents_every_route_with_examples(server) -> None:
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    paths = spec["paths"]
+    for route in ("/v1/losses", "/v1/losses/{name}", "/v1/batch", "/livez", "/readyz",
+                  "/metrics"):
+        assert route in paths, route
+    for route in ("/v1/losses/{name}", "/v1/batch"):
+        body = paths[route]["post"]["requestBody"]["content"]["application/json"]
+        assert body["example"] and body["schema"]["properties"]
+        assert {"400", "404", "413", "503"} <= set(paths[route]["post"]["responses"])
+
+
+def test_batch_endpoint_answers_in_order_with_own_errors(server) -> None:
+    r = httpx.post(f"{server.url}/v1/batch", json={"requests": [
+        {"loss": "mse", "inputs": {"input": [1.0, 2.0], "target": [0.0, 0.0]}},
+        {"loss": "nope", "inputs": {}},
+        {"loss": "l1", "inputs": {"input": [1.0, -2.0], "target": [0.0, 0.0]},
+         "options": {"reduction": "sum"}}]})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert results[0] == {"loss": 2.5}
+    assert results[1]["error"]["code"] == "NOT_FOUND"
+    assert results[2] == {"loss": 3.0}
+
+
+def test_generated_stubs_match_protos(tmp_path) -> None:
+    """Regenerating service/_proto with the pinned grpcio-tools changes nothing."""
+    out = tmp_path / "_proto"
+    subprocess.run([sys.executable, str(ROOT / "protos" / "generate.py"), str(out)], check=True,
+                   capture_output=True)
+    committed = ROOT / "service" / "_proto"
+    generated = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    existing = sorted(p.relative_to(committed) for p in committed.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
+    assert generated == existing
+    mismatch = [str(p) for p in generated if not filecmp.cmp(out / p, committed / p,
+                                                             shallow=False)]
+    assert not mismatch, f"stale stubs: {mismatch}; run make proto"

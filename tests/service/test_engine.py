@@ -1,0 +1,122 @@
+"""The batching engine in-process: batches form under load, batched answers equal unbatched,
+incompatible requests never share a batch, an invalid request fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from service.engine import Engine
+from service.errors import InvalidArgument
+from service.losses import compute
+from service.settings import Settings
+from tests.reference.compare import assert_close
+
+
+def _ce(rng: np.random.Generator, n: int, c: int = 10, dtype: str = "float64") -> dict:
+    return {"input": rng.standard_normal((n, c)).astype(dtype),
+            "target": rng.integers(0, c, n)}
+
+
+async def _with_engine(settings: Settings, body) -> object:
+    engine = Engine(settings)
+    await engine.start()
+    try:
+        return await body(engine)
+    finally:
+        await engine.drain(5)
+
+
+def _batch_sizes(engine: Engine) -> list[float]:
+    samples = engine.metrics.registry.get_sample_value
+    return [samples("lossd_batch_size_count"), samples("lossd_batch_size_sum")]
+
+
+def test_concurrent_requests_share_batches_and_match_unbatched() -> None:
+    rng = np.random.default_rng(0)
+    requests = [(_ce(rng, int(rng.integers(1, 9))), {"reduction": r, "label_smoothing": 0.1})
+                for r in ["mean", "sum", "none"] * 40]
+
+    async def body(engine: Engine):
+        results = await asyncio.gather(*(engine.compute("cross_entropy", a, o, grad=True)
+                                         for a, o in requests))
+        return results, _batch_sizes(engine)
+
+    results, (batches, served) = asyncio.run(_with_engine(Settings(), body))
+    assert served == len(requests) and batches < len(requests), "no batch ever formed"
+    for (arrays, options), result in zip(requests, results):
+        alone = compute("cross_entropy", arrays, options, grad=True)
+        assert_close(result.loss, alone.loss, what="loss")
+        assert_close(result.grads["input"], alone.grads["input"], what="grad")
+
+
+def test_incompatible_requests_never_share_a_batch() -> None:
+    rng = np.random.default_rng(1)
+    calls = [("cross_entropy", _ce(rng, 4), {}), ("cross_entropy", _ce(rng, 4, 7), {}),
+             ("cross_entropy", _ce(rng, 4, dtype="float32"), {}),
+             ("cross_entropy", _ce(rng, 4), {"label_smoothing": 0.2}),
+             ("mse", {"input": rng.standard_normal(4), "target": rng.standard_normal(4)}, {})]
+
+    async def body(engine: Engine):
+        groups = engine._group([_pending(engine, *c) for c in calls])
+        return [len(g) for g in groups]
+
+    assert asyncio.run(_with_engine(Settings(), body)) == [1, 1, 1, 1, 1]
+
+
+def _pending(engine: Engine, loss: str, arrays: dict, options: dict):
+    from service.engine.batcher import _Pending
+    call = engine.prepare(loss, arrays, options)
+    return _Pending(call, False, asyncio.get_running_loop().create_future(), 0.0, 0)
+
+
+def test_invalid_request_fails_alone() -> None:
+    rng = np.random.default_rng(2)
+    good = [_ce(rng, 3) for _ in range(10)]
+    bad = {"input": rng.standard_normal((3, 10)), "target": np.array([0, 1, 10])}
+
+    async def body(engine: Engine):
+        return await asyncio.gather(*(engine.compute("cross_entropy", a) for a in good[:5]),
+                                    engine.compute("cross_entropy", bad),
+                                    *(engine.compute("cross_entropy", a) for a in good[5:]),
+                                    return_exceptions=True)
+
+    results = asyncio.run(_with_engine(Settings(), body))
+    assert isinstance(results[5], InvalidArgument)
+    for arrays, result in zip(good, results[:5] + results[6:]):
+        assert_close(result.loss, compute("cross_entropy", arrays).loss, what="loss")
+
+
+def test_batch_caps_and_delay() -> None:
+    rng = np.random.default_rng(3)
+    settings = Settings(max_batch_requests=4, max_batch_delay_us=2000)
+
+    async def body(engine: Engine):
+        await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 2)) for _ in range(16)))
+        return engine.metrics.registry.get_sample_value(
+            "lossd_batch_size_bucket", {"le": "4.0"}), _batch_sizes(engine)
+
+    le4, (batches, served) = asyncio.run(_with_engine(settings, body))
+    assert le4 == batches and served == 16  # no batch above the cap
+
+
+def test_drain_finishes_accepted_and_refuses_new() -> None:
+    rng = np.random.default_rng(4)
+
+    async def body():
+        engine = Engine(Settings())
+        await engine.start()
+        accepted = [asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 5)))
+                    for _ in range(50)]
+        await asyncio.sleep(0)
+        drained = asyncio.create_task(engine.drain(10))
+        await asyncio.sleep(0)
+        with pytest.raises(Exception, match="draining"):
+            await engine.compute("cross_entropy", _ce(rng, 5))
+        results = await asyncio.gather(*accepted)
+        return results, await drained
+
+    results, finished = asyncio.run(body())
+    assert finished and len(results) == 50

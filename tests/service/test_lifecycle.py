@@ -1,0 +1,114 @@
+"""Health, readiness, reflection, metrics and SIGTERM drain, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import grpc
+import httpx
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from service.client import AsyncGrpcClient, LossdClientError
+
+from .slow import SMALL_MSE, slow_ctc_body
+
+
+def _health(target: str, service: str = "") -> int:
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def test_health_endpoints(server) -> None:
+    assert httpx.get(f"{server.url}/livez").json() == {"status": "alive"}
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert _health(server.grpc_target) == health_pb2.HealthCheckResponse.SERVING
+    assert _health(server.grpc_target, "lossd.v1.LossService") == \
+        health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_service(server) -> None:
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        response = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
+    names = {s.name for s in response.list_services_response.service}
+    assert {"lossd.v1.LossService", "grpc.health.v1.Health"} <= names
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + ("{" if labels else "")) and all(
+                f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+        elif not labels and line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    assert want is not None
+    return total
+
+
+def test_metrics_move(server) -> None:
+    before = httpx.get(f"{server.url}/metrics").text
+    assert httpx.post(f"{server.url}/v1/losses/mse", json=SMALL_MSE).status_code == 200
+    assert httpx.post(f"{server.url}/v1/losses/mse", json={"inputs": {}}).status_code == 400
+    after = httpx.get(f"{server.url}/metrics").text
+    for name, labels in [("lossd_requests_total", {"loss": "mse", "protocol": "rest",
+                                                   "code": "OK"}),
+                         ("lossd_requests_total", {"code": "INVALID_ARGUMENT"}),
+                         ("lossd_request_duration_seconds_count", {"protocol": "rest"}),
+                         ("lossd_queue_duration_seconds_count", {}),
+                         ("lossd_compute_duration_seconds_count", {}),
+                         ("lossd_batch_size_count", {})]:
+        assert _metric(after, name, **labels) > _metric(before, name, **labels), name
+    for family in ("lossd_queue_depth", "lossd_in_flight", "lossd_rejections_total",
+                   "lossd_request_duration_seconds_bucket{le=\"0.0001\""):
+        assert family in after, family
+
+
+def test_sigterm_drains_under_load(spawn) -> None:
+    """Every accepted request completes, new ones are refused, health flips, exit code 0."""
+    s = spawn()
+
+    async def run():
+        async with httpx.AsyncClient(base_url=s.url, timeout=60) as client, \
+                AsyncGrpcClient(s.grpc_target) as grpc_client:
+            await grpc_client.compute("mse", input=np.ones(3), target=np.zeros(3))  # connect
+            await client.get("/livez")
+            slow = asyncio.create_task(client.post("/v1/losses/ctc", json=slow_ctc_body()))
+            await asyncio.sleep(0.1)
+            queued = [asyncio.create_task(client.post("/v1/losses/mse", json=SMALL_MSE))
+                      for _ in range(20)]
+            queued_grpc = [asyncio.create_task(grpc_client.compute(
+                "mse", input=np.ones(3), target=np.zeros(3))) for _ in range(20)]
+            await asyncio.sleep(0.3)  # all 40 are queued behind the slow one now
+            s.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.1)
+            ready = await client.get("/readyz")
+            health = _health(s.grpc_target)
+            late = await client.post("/v1/losses/mse", json=SMALL_MSE)
+            try:
+                await grpc_client.compute("mse", input=np.ones(3), target=np.zeros(3))
+                late_grpc = "OK"
+            except LossdClientError as error:
+                late_grpc = error.code
+            return (await slow, await asyncio.gather(*queued), await asyncio.gather(*queued_grpc),
+                    ready, health, late, late_grpc)
+
+    slow, queued, queued_grpc, ready, health, late, late_grpc = asyncio.run(run())
+    assert slow.status_code == 200
+    assert all(r.status_code == 200 and r.json()["loss"] == 2.5 for r in queued)
+    assert all(float(r.loss) == 1.0 for r in queued_grpc)
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert health == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert late.status_code == 503 and late.headers["retry-after"] == "1"
+    assert late_grpc == "UNAVAILABLE"
+    started = time.monotonic()
+    assert s.terminate(timeout=30) == 0
+    assert time.monotonic() - started < 30
