@@ -4,10 +4,10 @@ Boxes are ``(x1, y1, x2, y2)`` in the last axis, shape ``(..., 4)``, and compare
 position** (``boxes1[i]`` with ``boxes2[i]``; not the N×M matrix of ``box_iou``). Values have
 the boxes' shape without the last axis: ``(N, 4) -> (N,)``, ``(4,) -> ()``. As torchvision 0.28
 does (``_upcast_non_float``), boxes of any dtype but float32/float64 — integers, bool, float16 —
-are upcast to float32 and the result stays float32; float64 boxes2 with float32 boxes1 is an
-error, as in torchvision (float64 boxes1 with float32 boxes2 computes in float64). Inverted boxes (x2 < x1) are not rejected;
-the result is finite but meaningless, as in torchvision. The mean of zero boxes is 0, not nan
-(torchvision returns ``0.0 * loss.sum()``).
+are upcast to float32 and the result stays float32. float64 boxes2 with float32 boxes1 is an
+error, as in torchvision (float64 boxes1 with float32 boxes2 computes in float64). Inverted
+boxes (x2 < x1) are not rejected; the result is finite but meaningless, as in torchvision. The
+mean of zero boxes is 0, not nan (torchvision returns ``0.0 * loss.sum()``).
 
 Gradients are vector-Jacobian products that follow torch autograd through torchvision's
 formulas step by step, so that ties and degenerate boxes get torch's answers:
@@ -117,10 +117,9 @@ class _Pair:
     def offsets(self) -> tuple[np.ndarray, np.ndarray]:
         """Centre minus centre, ``(x2 + x1)/2 - (x1g + x2g)/2`` and the same in y."""
         if self._offsets is None:
-            self._offsets = tuple(  # type: ignore[assignment]
-                (self.b1[i + 2] + self.b1[i]) / 2 - (self.b2[i] + self.b2[i + 2]) / 2
-                for i in (0, 1))
-        return self._offsets  # type: ignore[return-value]
+            (x1, y1, x2, y2), (x1g, y1g, x2g, y2g) = self.b1, self.b2
+            self._offsets = ((x2 + x1) / 2 - (x1g + x2g) / 2, (y2 + y1) / 2 - (y1g + y2g) / 2)
+        return self._offsets
 
     def diou(self, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """torchvision's ``_diou_iou_loss``: (``1 - iou + ρ²/(c² + eps)``, iou, ρ², c² + eps)
@@ -250,7 +249,7 @@ def generalized_box_iou_loss(boxes1: np.ndarray, boxes2: np.ndarray, *,
     pair = _Pair(boxes1, boxes2)
     miou = pair.iou(eps)
     cw, ch = pair.enclosing
-    area_c = np.multiply(cw, ch, out=cw)
+    area_c = cw * ch
     penalty = area_c - pair.union
     penalty /= np.add(area_c, eps, out=area_c)
     miou -= penalty
