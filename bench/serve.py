@@ -1,0 +1,231 @@
+"""lossd against the bare transport floor, side by side in one run (``make bench``).
+
+    python -m bench.serve [--full] [--seconds S] [--no-write]
+
+Each scenario starts a server (lossd, or the floor server that only receives the same bytes),
+drives it from a separate load process (bench/load.py) for S seconds, and stops it. Figures are
+reported as ratios against the floor measured in the same run, with absolute numbers beside
+them. Results go to stdout and to the "Service vs floor" section of docs/benchmarks.md.
+
+Scenarios (quick): small = cross_entropy on (32, 10) float32 at concurrency 1 and 32, over gRPC
+(raw tensors) and REST (JSON lists); large = mse on 1M float32 pairs over gRPC (raw) and REST
+(b64). ``--full`` adds concurrency 8 and 128, batching off vs on, ``--workers 2``, mixed losses
+and 16M-element mse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from service.client import grpc_request
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench-serve:begin -->", "<!-- bench-serve:end -->"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Workload:
+    name: str
+    loss: str
+    arrays: dict[str, np.ndarray]
+    rest_encoding: str  # "list" or "b64"
+
+    def grpc_bytes(self) -> bytes:
+        return grpc_request(self.loss, False, dict(self.arrays)).SerializeToString()
+
+    def rest_bytes(self) -> bytes:
+        def enc(a: np.ndarray):
+            if self.rest_encoding == "list":
+                return a.tolist()
+            return {"dtype": a.dtype.name, "shape": list(a.shape),
+                    "b64": base64.b64encode(a.tobytes()).decode()}
+        return json.dumps({"inputs": {k: enc(v) for k, v in self.arrays.items()}}).encode()
+
+
+def small() -> Workload:
+    rng = np.random.default_rng(0)
+    return Workload("cross_entropy 32x10", "cross_entropy",
+                    {"input": rng.standard_normal((32, 10)).astype(np.float32),
+                     "target": rng.integers(0, 10, 32)}, "list")
+
+
+def large(n: int) -> Workload:
+    rng = np.random.default_rng(1)
+    label = f"mse {n // 1_000_000}M float32"
+    return Workload(label, "mse", {"input": rng.standard_normal(n).astype(np.float32),
+                                   "target": rng.standard_normal(n).astype(np.float32)}, "b64")
+
+
+@dataclass
+class Run:
+    scenario: str
+    transport: str
+    server: str
+    concurrency: int
+    result: dict = field(default_factory=dict)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def start(server: str, flags: list[str]) -> tuple[subprocess.Popen, int, int]:
+    http, grpc_port = free_port(), free_port()
+    if server == "lossd":
+        cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
+               "--http-port", str(http), "--grpc-port", str(grpc_port), "--log-level", "warning",
+               *flags]
+        probe = f"http://127.0.0.1:{http}/readyz"
+    elif server == "floor-grpc":
+        cmd = [sys.executable, "-m", "bench.floor", "grpc", str(grpc_port)]
+        probe = None
+    else:
+        cmd = [sys.executable, "-m", "bench.floor", "rest", str(http)]
+        probe = f"http://127.0.0.1:{http}/"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe:
+        _wait_ready(probe, proc)
+    else:
+        time.sleep(1.0)
+    return proc, http, grpc_port
+
+
+def measure(workload: Workload, transport: str, server: str, concurrency: int, seconds: float,
+            flags: list[str]) -> dict:
+    kind = "floor-" + transport if server == "floor" else "lossd"
+    proc, http, grpc_port = start(kind, flags)
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+            f.write(workload.grpc_bytes() if transport == "grpc" else workload.rest_bytes())
+        target = f"127.0.0.1:{grpc_port if transport == 'grpc' else http}"
+        cmd = [sys.executable, "-m", "bench.load", transport, target, f.name, str(concurrency),
+               str(seconds)]
+        if transport == "rest":
+            cmd.append(f"/v1/losses/{workload.loss}")
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True,
+                             timeout=seconds + 120)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["payload_bytes"] = os.path.getsize(f.name)
+        os.unlink(f.name)
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def scenarios(full: bool) -> list[tuple[str, Workload, str, list[int], list[str]]]:
+    """(name, workload, transport, concurrencies, lossd flags)."""
+    conc = [1, 8, 32, 128] if full else [1, 32]
+    out = []
+    for transport in ("grpc", "rest"):
+        out.append((f"small {transport}", small(), transport, conc, []))
+    for transport in ("grpc", "rest"):
+        out.append((f"large {transport}", large(1_000_000), transport, [2], []))
+    if full:
+        out.append(("small grpc, batching off", small(), "grpc", [128],
+                    ["--max-batch-requests", "1"]))
+        out.append(("small grpc, 2 workers", small(), "grpc", [32, 128], ["--workers", "2"]))
+        big = ["--max-body-bytes", str(400 * 2**20), "--max-tensor-elements", str(2**25)]
+        out.append(("16M grpc", large(16_000_000), "grpc", [1], big))
+    return out
+
+
+def run(full: bool, seconds: float) -> list[dict]:
+    rows = []
+    for name, workload, transport, concurrencies, flags in scenarios(full):
+        for c in concurrencies:
+            floor = measure(workload, transport, "floor", c, seconds, [])
+            lossd = measure(workload, transport, "lossd", c, seconds, flags)
+            row = {"scenario": name, "workload": workload.name, "transport": transport,
+                   "concurrency": c, "flags": " ".join(flags), "floor": floor, "lossd": lossd,
+                   "ratio_rps": lossd["rps"] / floor["rps"] if floor["rps"] else float("nan")}
+            rows.append(row)
+            print(_line(row), flush=True)
+    return rows
+
+
+def _mbs(r: dict) -> float:
+    return r["bytes"] / r["seconds"] / 1e6
+
+
+def _line(row: dict) -> str:
+    f, lo = row["floor"], row["lossd"]
+    return (f"| {row['scenario']} | {row['workload']} | {row['concurrency']} | "
+            f"{lo['rps']:.0f} | {f['rps']:.0f} | **{row['ratio_rps']:.2f}** | "
+            f"{_mbs(lo):.0f} / {_mbs(f):.0f} | {lo['p50_ms']:.2f} / {lo['p99_ms']:.2f} | "
+            f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {lo['errors']} |")
+
+
+def table(rows: list[dict], command: str) -> str:
+    head = ("| scenario | workload | conc. | lossd rps | floor rps | lossd/floor | MB/s lossd / "
+            "floor | lossd p50 / p99 ms | floor p50 / p99 ms | errors |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return (f"Command: `{command}` — {stamp}, {machine}; client, floor and lossd share the "
+            f"machine.\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n")
+
+
+def write_doc(text: str) -> None:
+    DOC.parent.mkdir(exist_ok=True)
+    body = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    section = f"{BEGIN}\n{text}{END}"
+    if BEGIN in body:
+        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body,
+                      flags=re.S)
+    else:
+        body = body.rstrip() + "\n\n## Service vs floor\n\n" + section + "\n"
+    DOC.write_text(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    command = "python -m bench.serve" + (" --full" if args.full else "") + (
+        f" --seconds {args.seconds:g}" if args.seconds != 3.0 else "")
+    rows = run(args.full, args.seconds)
+    text = table(rows, command)
+    print(text)
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "serve.json").write_text(json.dumps(rows, indent=1))
+    if not args.no_write:
+        write_doc(text)
+
+
+if __name__ == "__main__":
+    main()
