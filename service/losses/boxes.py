@@ -410,7 +410,8 @@ def sigmoid_focal_loss_grad(upstream: np.ndarray, inputs: np.ndarray, targets: n
     (``p(1 - p)``)."""
     shape = inputs.shape
     p, ce, q, alpha_t = _focal_parts(inputs, targets, alpha)
-    inputs, targets, upstream = inputs.reshape(-1), targets.reshape(-1), upstream.reshape(-1)
+    x, t, upstream = inputs.reshape(-1), targets.reshape(-1), upstream.reshape(-1)
+    not_t, one_minus_p = 1 - t, 1 - p
     modulator = q ** gamma
     g_loss = upstream if alpha_t is None else upstream * alpha_t
     g_ce = g_loss * modulator
@@ -419,13 +420,27 @@ def sigmoid_focal_loss_grad(upstream: np.ndarray, inputs: np.ndarray, targets: n
     else:  # p_t = p·t + (1 - p)(1 - t), q = 1 - p_t
         g_pt = g_loss * ce
         g_pt *= -gamma * q ** (gamma - 1)
-    g_inputs = g_ce * (p - targets)
-    g_inputs += (g_pt * targets - g_pt * (1 - targets)) * ((1 - p) * p)
-    g_targets = g_ce * -inputs
-    g_targets += g_pt * p - g_pt * (1 - p)
-    if alpha_t is not None:
-        g_alpha_t = upstream * (ce * modulator)
-        g_targets += g_alpha_t * alpha - g_alpha_t * (1 - alpha)
+    # through p: (g·t - g·(1 - t)), then sigmoid's backward g·(1 - p)·p, grouped as torch does
+    g_p = g_pt * t
+    g_p -= np.multiply(g_pt, not_t, out=not_t)
+    g_p *= one_minus_p
+    g_p *= p
+    # targets through p_t: g·p - g·(1 - p)
+    g_t = g_pt * p
+    g_t -= np.multiply(g_pt, one_minus_p, out=one_minus_p)
+    # BCE-with-logits' own backward: (σ(x) - t)·g for x, -x·g for t
+    g_inputs = np.subtract(p, t, out=p)
+    g_inputs *= g_ce
+    g_inputs += g_p
+    g_targets = np.multiply(g_ce, x, out=g_ce)
+    np.negative(g_targets, out=g_targets)
+    g_targets += g_t
+    if alpha_t is not None:  # α_t = α·t + (1 - α)(1 - t)
+        g_alpha_t = np.multiply(ce, modulator, out=ce)
+        g_alpha_t *= upstream
+        g_t = g_alpha_t * alpha
+        g_t -= np.multiply(g_alpha_t, 1 - alpha, out=g_alpha_t)
+        g_targets += g_t
     return {"inputs": g_inputs.reshape(shape), "targets": g_targets.reshape(shape)}
 
 
