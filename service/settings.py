@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_batch_delay_us: int = Field(0, ge=0, le=1_000_000,
                                     description="wait this long for a batch to fill (0: never)")
     max_queue: int = Field(1024, ge=1, description="queued requests before rejecting (503)")
+    inline_compute_elements: int = Field(
+        16_384, ge=0, description="batches with at most this many input elements are computed "
+                                  "on the event loop (a thread hop costs more than they do)")
     compute_threads: int = Field(1, ge=1, le=64,
                                  description="threads computing batches off the event loop")
     drain_seconds: float = Field(30.0, ge=0, description="grace to finish work on SIGTERM")

@@ -3,6 +3,9 @@ event loop -> split -> per-request reduction.
 
 * Validation happens in :meth:`Engine.prepare`, before a call is queued: a bad request never
   fails its neighbours.
+* Compute runs on a thread pool, off the event loop (NumPy releases the GIL on big arrays);
+  batches below ``inline_compute_elements`` are computed inline, where a thread hop would cost
+  more than the work.
 * Delay 0 by default: a free worker takes whatever is queued (batches grow with load, an idle
   server adds no latency); ``max_batch_delay_us`` trades latency for batch size. Batches are
   capped by request count and by input elements.
@@ -188,7 +191,12 @@ class Engine:
             started = time.perf_counter()
             for item in taken:
                 self.metrics.queue_seconds.observe(started - item.enqueued)
-            outcomes = await loop.run_in_executor(self._pool, self._compute_groups, groups)
+            if sum(item.elements for item in taken) <= self.settings.inline_compute_elements:
+                # tiny work: a thread hop would cost more than the compute (and NumPy holds
+                # the GIL on small arrays anyway), so compute right here
+                outcomes = self._compute_groups(groups)
+            else:
+                outcomes = await loop.run_in_executor(self._pool, self._compute_groups, groups)
             for item, outcome in outcomes:
                 if item.future.done():
                     continue
