@@ -36,8 +36,8 @@ def test_split_batch_equals_parts_alone(case) -> None:
     batched = concat(parts, axes)
     terms = evaluate(batched)
     pieces = split_terms(terms, sizes)
-    upstream = np.concatenate([cotangent(t, case.options.get("reduction", "mean"))
-                               for t in pieces]) if terms.values.ndim else None
+    upstream = np.concatenate([cotangent(t, part.reduction) for t, part in zip(pieces, parts)]
+                              ) if terms.values.ndim else None
     grads = split_grads(gradients(batched, upstream), axes, sizes) if (
         upstream is not None and whole.spec.grad) else [{}] * len(sizes)
     for i, (inputs, piece) in enumerate(zip(parts_inputs, pieces)):

@@ -66,6 +66,7 @@ def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            log_file.close()
             raise RuntimeError(f"lossd exited with {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:

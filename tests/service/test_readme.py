@@ -1,0 +1,48 @@
+"""The README stays true: its loss table is current and its examples run as printed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .server import RunningServer
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _example(name: str) -> str:
+    match = re.search(rf"<!-- example:{name} -->\n```\w+\n(.*?)```", README, flags=re.S)
+    assert match, f"README example {name!r} is missing"
+    return match.group(1)
+
+
+def test_loss_table_is_current() -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_readme", ROOT / "docs" / "gen_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render(README) == README, "README loss table is stale: python docs/gen_readme.py"
+
+
+def test_curl_example(server: RunningServer) -> None:
+    command = _example("curl").replace("localhost:8000", f"127.0.0.1:{server.http_port}")
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+    body = json.loads(out.stdout)
+    assert set(body) == {"loss", "grads"} and body["loss"] == pytest.approx(0.34545638, rel=1e-6)  # torch 2.13
+
+
+def test_python_example(server: RunningServer) -> None:
+    code = (_example("python").replace("localhost:8000", f"127.0.0.1:{server.http_port}")
+            .replace("localhost:50051", server.grpc_target))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rest_loss, grpc_loss = out.stdout.split()[:2]
+    assert float(rest_loss) == pytest.approx(float(grpc_loss), rel=1e-6)
+    assert out.stdout.rstrip().endswith("(4, 10)")
