@@ -36,5 +36,8 @@ proto: $(STAMP)  ## regenerate service/_proto from protos/
 bench-core: $(VENV)/.torch
 	$(PY) -m bench.core
 
+container-test: $(STAMP)  ## build the image with podman, run it, compute, SIGTERM (installs podman)
+	$(PY) deploy/container_test.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
