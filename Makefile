@@ -33,6 +33,9 @@ golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
 proto: $(STAMP)  ## regenerate service/_proto from protos/
 	$(PY) protos/generate.py
 
+bench: $(STAMP)  ## lossd vs the bare transport floor (docs/benchmarks.md)
+	$(PY) -m bench.serve
+
 bench-core: $(VENV)/.torch
 	$(PY) -m bench.core
 
