@@ -22,13 +22,15 @@ import time
 from collections import deque
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import DeadlineExceeded, LossdError, Unavailable
-from ..losses import Prepared, Result, cotangent, evaluate, finish, gradients, prepare, reduce
+from ..losses import (Prepared, Result, Terms, cotangent, evaluate, finish, gradients, prepare,
+                      reduce)
+from ..losses._aggregate import Stats
 from ..losses._batch import batch_axes, batch_key, batch_size, concat, split_grads, split_terms
 from ..metrics import Metrics
 from ..settings import Settings
@@ -50,6 +52,7 @@ class _Pending:
     dropped: bool = False  # deadline passed or caller left: never compute
     key: Hashable = field(default=None)
     axes: dict[str, int] | None = None
+    stats: bool = False  # also return the call's sufficient statistics (Result.stats)
 
 
 class Engine:
@@ -131,8 +134,9 @@ class Engine:
                                  timeout=timeout)
 
     async def submit(self, call: Prepared, *, grad: bool = False,
-                     timeout: float | None = None) -> Result:
-        """Queue a validated call and wait for its result.
+                     timeout: float | None = None, stats: bool = False) -> Result:
+        """Queue a validated call and wait for its result (with ``Result.stats`` when
+        ``stats``: the call's sufficient statistics, for dataset-level aggregates).
 
         Raises ``Unavailable`` (queue full, draining) at once, ``DeadlineExceeded`` when
         ``timeout`` seconds pass before the answer.
@@ -146,7 +150,7 @@ class Engine:
                               f"retry later")
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
-                        sum(a.size for a in call.arrays.values()))
+                        sum(a.size for a in call.arrays.values()), stats=stats)
         self._queue.append(item)
         self._in_flight += 1
         self._idle.clear()
@@ -264,7 +268,7 @@ def _compute_batch(group: list[_Pending]) -> list[Result | BaseException]:
         terms = evaluate(call)
         loss = reduce(terms, call.reduction, empty_mean=spec.empty_mean)
         grads = gradients(call, cotangent(terms, call.reduction)) if first.grad else {}
-        return [finish(call, loss, grads)]
+        return [_with_stats(first, finish(call, loss, grads), terms)]
     axes = first.axes
     assert axes is not None
     sizes = [batch_size(item.call, axes) for item in group]
@@ -275,6 +279,10 @@ def _compute_batch(group: list[_Pending]) -> list[Result | BaseException]:
         upstream = np.concatenate([cotangent(piece, item.call.reduction)
                                    for piece, item in zip(pieces, group)])
         per_request_grads = split_grads(gradients(batched, upstream), axes, sizes)
-    return [finish(item.call, reduce(piece, item.call.reduction, empty_mean=spec.empty_mean),
-                   grads)
+    return [_with_stats(item, finish(item.call, reduce(piece, item.call.reduction,
+                                                       empty_mean=spec.empty_mean), grads), piece)
             for item, piece, grads in zip(group, pieces, per_request_grads)]
+
+
+def _with_stats(item: _Pending, result: Result, terms: Terms) -> Result:
+    return replace(result, stats=Stats.of(terms)) if item.stats else result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..errors import InvalidArgument, NotFound
 from ._checks import fail
 from ._reduce import Terms, cotangent, reduce
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
+
+if TYPE_CHECKING:
+    from ._aggregate import Stats
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Prepared:
 class Result:
     loss: np.ndarray  # 0-d, or torch's 'none' shape
     grads: dict[str, np.ndarray]
+    stats: Stats | None = None  # the call's sufficient statistics, when asked for (_aggregate)
 
 
 def get_spec(name: str) -> LossSpec:

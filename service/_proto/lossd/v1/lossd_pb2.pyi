@@ -115,13 +115,35 @@ class Error(_message.Message):
     field: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
+class Aggregate(_message.Message):
+    __slots__ = ("loss", "reduction", "value", "batches", "samples", "elements", "sum", "weight")
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ELEMENTS_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    loss: str
+    reduction: str
+    value: Tensor
+    batches: int
+    samples: int
+    elements: int
+    sum: float
+    weight: float
+    def __init__(self, loss: _Optional[str] = ..., reduction: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ..., batches: _Optional[int] = ..., samples: _Optional[int] = ..., elements: _Optional[int] = ..., sum: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
+
 class StreamResponse(_message.Message):
-    __slots__ = ("response", "error")
+    __slots__ = ("response", "error", "aggregate")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
     response: ComputeResponse
     error: Error
-    def __init__(self, response: _Optional[_Union[ComputeResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    aggregate: Aggregate
+    def __init__(self, response: _Optional[_Union[ComputeResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., aggregate: _Optional[_Union[Aggregate, _Mapping]] = ...) -> None: ...
 
 class ListLossesRequest(_message.Message):
     __slots__ = ()

@@ -61,7 +61,9 @@ class LossServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ComputeStream(self, request_iterator, context):
-        """One answer per request, in order: for evaluation loops.
+        """One answer per request, in order, then the Aggregate over the stream when the client
+        half-closes. Every batch must share the first one's loss, options, dtypes and per-sample
+        shapes; a batch that does not answers an Error, is not counted, and the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

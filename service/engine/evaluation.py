@@ -1,0 +1,59 @@
+"""A stream's dataset-level loss: batches through the engine, their statistics added up.
+
+:class:`StreamEvaluation` is the state of one stream (gRPC ``ComputeStream``, REST
+``POST /v1/losses/{name}/stream``): each batch is validated, checked against the first
+batch's :class:`~service.losses._aggregate.Signature` (loss, options, dtypes, per-sample
+shapes), computed by the batching engine like any request, and its sufficient statistics kept;
+:meth:`StreamEvaluation.result` is the loss of the whole stream, equal to one call on the
+concatenated batches. A batch that fails (bad input, mismatch, queue full) is not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument
+from ..losses import Result
+from ..losses._aggregate import Aggregate, Signature, Stats, signature
+from .batcher import Engine
+
+
+class StreamEvaluation:
+    """Counted batches of one stream (no I/O, one instance per stream)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loss = ""
+        self.reduction = "mean"
+        self.empty_mean = float("nan")
+        self.signature: Signature | None = None
+        self.parts: list[Stats] = []
+
+    async def add(self, loss: str, arrays: Mapping[str, np.ndarray],
+                  options: Mapping[str, Any] | None = None, *, grad: bool = False,
+                  timeout: float | None = None) -> Result:
+        """Compute one batch and count it; raises (and counts nothing) on any error."""
+        call = self.engine.prepare(loss, arrays, options)
+        mine = signature(call)
+        if self.signature is None:
+            self.signature = mine
+            self.loss, self.reduction = call.spec.name, call.reduction
+            self.empty_mean = call.spec.empty_mean
+        elif mine.key != self.signature.key:
+            raise InvalidArgument(
+                f"inputs: every batch of a stream must share the first one's loss, options, "
+                f"dtypes and per-sample shapes; expected {self.signature.text}; got {mine.text}",
+                field="inputs")
+        result = await self.engine.submit(call, grad=grad, timeout=timeout, stats=True)
+        assert result.stats is not None
+        self.parts.append(result.stats)
+        return result
+
+    def result(self) -> Aggregate:
+        """The stream's loss so far (no batch: an empty float32 ``mean``, like torch)."""
+        dtype = self.signature.dtype if self.signature else "float32"
+        return Aggregate.of(self.loss, self.reduction, self.parts, dtype=dtype,
+                            empty_mean=self.empty_mean)
