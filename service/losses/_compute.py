@@ -119,10 +119,9 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
                                     f"{', '.join(tensors)})")
     given = given_as_is = {k: np.asarray(v) for k, v in arrays.items()}
     for key, array in given.items():
-        accepted = tensors[key].accepted_dtypes
-        if array.dtype.name not in accepted:
+        if array.dtype not in tensors[key].accepted_numpy_dtypes:
             raise fail(key, f"dtype {array.dtype.name} is not accepted; expected one of "
-                            f"{', '.join(accepted)}")
+                            f"{', '.join(tensors[key].accepted_dtypes)}")
 
     known = spec.option_map
     opts = spec.defaults()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 from typing import Any
 
@@ -64,6 +65,11 @@ class TensorSpec:
         if self.dtypes is not None:
             return self.dtypes
         return {Kind.FLOAT: FLOAT_DTYPES, Kind.REAL: REAL_DTYPES, Kind.INDEX: INT_DTYPES}[self.kind]
+
+    @cached_property
+    def accepted_numpy_dtypes(self) -> frozenset[np.dtype]:
+        """The same as NumPy dtypes (a set lookup; ``dtype.name`` is slow on the hot path)."""
+        return frozenset(np.dtype(name) for name in self.accepted_dtypes)
 
 
 @dataclass(frozen=True)
