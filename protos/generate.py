@@ -16,6 +16,10 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+# Proto packages whose descriptors go to a pool of their own, not protobuf's default pool:
+# tritonclient, KServe and MLServer all register their copy of the `inference` package there,
+# and the default pool refuses a second definition of the same symbol (kserve/kserve#3099).
+PRIVATE_POOL = {"inference"}
 
 
 def generate(out: Path) -> list[Path]:
@@ -32,6 +36,8 @@ def generate(out: Path) -> list[Path]:
         text = re.sub(r"^from (\w+(?:\.\w+)*) import (\w+_pb2)",
                       lambda m: f"from service._proto.{m.group(1)} import {m.group(2)}",
                       path.read_text(), flags=re.M)
+        if path.parent.name in PRIVATE_POOL:
+            text = text.replace("_descriptor_pool.Default()", "_descriptor_pool.DescriptorPool()")
         path.write_text(text)
         written.append(path)
     for folder in {p.parent for p in written} | {out}:

@@ -240,8 +240,8 @@ class GrpcServer:
     """The grpc.aio server with LossService, health and reflection; ``port`` once started."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 extra_services: list[Callable[[grpc.aio.Server], list[str]]] | None = None
-                 ) -> None:
+                 extra_services: list[Callable[[grpc.aio.Server], list[str]]] | None = None,
+                 reflection_pool: Any = None) -> None:
         self.settings = settings
         keys = settings.keys()
         self.server = grpc.aio.server(options=server_options(settings),
@@ -254,7 +254,7 @@ class GrpcServer:
         for add in extra_services or []:
             names += add(self.server)
         self.services = names
-        reflection.enable_server_reflection(names, self.server)
+        reflection.enable_server_reflection(names, self.server, pool=reflection_pool)
         self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
 
     async def start(self) -> None:
@@ -272,5 +272,7 @@ class GrpcServer:
 
 
 def create_grpc_server(settings: Settings, engine: Engine) -> GrpcServer:
-    return GrpcServer(settings, engine)
+    from .v2_grpc import InferenceService, reflection_pool  # here: v2_grpc builds on this module
+    return GrpcServer(settings, engine, [InferenceService(settings, engine).register],
+                      reflection_pool())
 

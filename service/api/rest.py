@@ -280,4 +280,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return json_response({"results": results})
         return await guarded("batch", request, handle)
 
+    from .v2_rest import add_v2_routes  # imported here: v2_rest builds on this module
+    add_v2_routes(app, settings, engine)
     return app

@@ -1,0 +1,222 @@
+"""Open Inference Protocol v2 (KServe v2) <-> lossd, shared by the REST and gRPC frontends.
+
+Every loss is a model (name = loss name, one version ``"1"``):
+
+    inputs      the loss's tensors by name; tensor options (``weight``, ``pos_weight``,
+                ``alpha``) are inputs too
+    parameters  scalar options (``reduction``, ``margin``, ...) plus
+                    grad     bool: also return gradients
+                    timeout  int, microseconds (Triton's meaning): dropped if not computed by then
+    outputs     ``loss`` and, with ``grad``, ``grad_<tensor>`` for each differentiable tensor
+                (asking for a ``grad_<tensor>`` output implies ``grad``)
+
+Datatypes map to the codec's wire dtypes (``FP32`` <-> ``float32``, ``BF16`` <-> ``bfloat16``);
+results are typed as torch types them (float32 in, float32 out; all-BF16 floats in, BF16 out).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument, MalformedRequest, NotFound
+from ..losses import LossSpec, Result, TensorSpec, get_spec
+from ..settings import Settings
+from . import codec
+
+VERSION = "1"
+PLATFORM = "lossd"
+EXTENSIONS = ("binary_tensor_data", "parameters")
+DATATYPES: dict[str, str] = {
+    "BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
+    "INT64": "int64", "FP16": "float16", "BF16": codec.BFLOAT16, "FP32": "float32",
+    "FP64": "float64",
+}
+V2_DATATYPES: dict[str, str] = {wire: v2 for v2, wire in DATATYPES.items()}
+GRAD = "grad"
+TIMEOUT = "timeout"
+LOSS_OUTPUT = "loss"
+GRAD_PREFIX = "grad_"
+
+
+def server_version() -> str:
+    try:
+        return metadata.version("lossd")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "lossd", "version": server_version(), "extensions": list(EXTENSIONS)}
+
+
+def model(name: str, version: str | None) -> LossSpec:
+    """The loss behind a model name (NotFound for unknown names and versions other than 1)."""
+    spec = get_spec(name)
+    if version not in (None, "", VERSION):
+        raise NotFound(f"model {name!r} has only version {VERSION}; got {version!r}",
+                       field="model_version")
+    return spec
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+def metadata_shape(pattern: str) -> list[int]:
+    """V2 shape of a registry shape pattern: -1 per symbolic dimension, literal sizes kept.
+
+    Only a pattern whose alternatives all have one rank has a V2 shape; any other (``(*)``,
+    ``(N, C) or (N, C, d1, ..., dK)``, "same shape as input") is reported as ``[-1]``.
+
+    >>> metadata_shape("(C)"), metadata_shape("(N, 4)"), metadata_shape("(*)")
+    ([-1], [-1, 4], [-1])
+    """
+    groups = [[d.strip() for d in g.split(",") if d.strip()]
+              for g in re.findall(r"\(([^()]*)\)", pattern)]
+    if not groups or len({len(g) for g in groups}) != 1 or any(
+            "*" in d or "..." in d for g in groups for d in g):
+        return [-1]
+    return [int(d) if d.isdigit() else -1 for d in groups[0]]
+
+
+def preferred_dtype(tensor: TensorSpec) -> str:
+    """The one datatype metadata shows (every accepted dtype is accepted on infer)."""
+    accepted = tensor.accepted_dtypes
+    wire = next((d for d in ("float32", "int64") if d in accepted), accepted[0])
+    return V2_DATATYPES[wire]
+
+
+def model_metadata(spec: LossSpec) -> dict[str, Any]:
+    """``/v2/models/{loss}``: inputs from the registry, outputs ``loss`` and ``grad_*``."""
+    first = spec.tensors[0]
+    outputs = [{"name": LOSS_OUTPUT, "datatype": preferred_dtype(first), "shape": [-1]}]
+    outputs += [{"name": GRAD_PREFIX + t.name, "datatype": preferred_dtype(t),
+                 "shape": metadata_shape(t.shape)}
+                for t in spec.tensors if t.differentiable]
+    return {"name": spec.name, "versions": [VERSION], "platform": PLATFORM,
+            "inputs": [{"name": t.name, "datatype": preferred_dtype(t),
+                        "shape": metadata_shape(t.shape)} for t in spec.tensors],
+            "outputs": outputs}
+
+
+def output_names(spec: LossSpec) -> list[str]:
+    return [LOSS_OUTPUT] + [GRAD_PREFIX + name for name in spec.differentiable]
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+def limits(settings: Settings) -> codec.Limits:
+    return codec.Limits(settings.max_tensor_elements, settings.max_ndim,
+                        settings.max_body_bytes)
+
+
+def wire_dtype(datatype: Any, field: str) -> str:
+    try:
+        return DATATYPES[datatype]
+    except (KeyError, TypeError):
+        raise InvalidArgument(f"{field}: datatype must be one of {', '.join(DATATYPES)}; "
+                              f"got {datatype!r}"[:300], field=field) from None
+
+
+def flatten(data: Any, field: str) -> list[Any]:
+    """V2 JSON tensor data: a flat or nested list, row-major."""
+    if not isinstance(data, list):
+        raise InvalidArgument(f"{field}: data must be a (nested) list of values", field=field)
+    while data and isinstance(data[0], list):
+        if not all(isinstance(item, list) for item in data):
+            raise InvalidArgument(f"{field}: data mixes lists and values", field=field)
+        data = [value for item in data for value in item]
+    return data
+
+
+@dataclass
+class InferCall:
+    """One decoded V2 inference request, on its way to the engine and back."""
+
+    spec: LossSpec
+    settings: Settings
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    bfloat16: set[str] = field(default_factory=set)
+    options: dict[str, Any] = field(default_factory=dict)
+    grad: bool = False
+    timeout: float | None = None
+    requested: list[str] | None = None
+
+    def add_input(self, name: Any, datatype: Any, shape: Sequence[Any], *,
+                  raw: bytes | memoryview | None = None, values: Sequence[Any] | None = None
+                  ) -> None:
+        """Decode one input tensor from raw little-endian bytes or a flat list of values."""
+        if not isinstance(name, str) or not name:
+            raise MalformedRequest("inputs: every input needs a name", field="inputs")
+        where = f"inputs.{name}"
+        if name in self.arrays:
+            raise InvalidArgument(f"{where}: input given twice", field=where)
+        if len(self.arrays) >= self.settings.max_tensors:
+            raise InvalidArgument(f"inputs: at most {self.settings.max_tensors} tensors",
+                                  field="inputs")
+        dtype = wire_dtype(datatype, f"{where}.datatype")
+        if raw is not None:
+            array = codec.from_bytes(dtype, shape, raw, where, limits(self.settings))
+        else:
+            array = codec.from_values(dtype, shape, values if values is not None else [], where,
+                                      limits(self.settings))
+        self.arrays[name] = array
+        if dtype == codec.BFLOAT16:
+            self.bfloat16.add(name)
+
+    def set_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """Request parameters: ``grad`` and ``timeout`` for lossd, the rest are loss options."""
+        for key, value in parameters.items():
+            if key == GRAD:
+                if not isinstance(value, bool):
+                    raise InvalidArgument(f"parameters.{GRAD}: expected true or false; got "
+                                          f"{value!r}"[:200], field=f"parameters.{GRAD}")
+                self.grad = self.grad or value
+            elif key == TIMEOUT:
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise InvalidArgument(f"parameters.{TIMEOUT}: expected microseconds > 0; "
+                                          f"got {value!r}"[:200], field=f"parameters.{TIMEOUT}")
+                self.timeout = value / 1e6
+            else:
+                self.options[key] = value
+
+    def request_outputs(self, names: Sequence[Any]) -> None:
+        """Only these outputs, in this order (a ``grad_*`` output implies ``grad``)."""
+        known = output_names(self.spec)
+        for name in names:
+            if name not in known:
+                raise InvalidArgument(f"outputs: unknown output {name!r}; model "
+                                      f"{self.spec.name!r} has {', '.join(known)}"[:300],
+                                      field="outputs")
+        self.requested = list(dict.fromkeys(names))
+        self.grad = self.grad or any(n != LOSS_OUTPUT for n in self.requested)
+
+    def deadline(self, transport: float | None) -> float | None:
+        """The sooner of the ``timeout`` parameter and the transport's own deadline."""
+        given = [t for t in (self.timeout, transport) if t is not None]
+        return min(given) if given else None
+
+    def outputs(self, result: Result) -> list[tuple[str, np.ndarray, bool]]:
+        """(name, array, is bfloat16) per output, in the requested (or the default) order."""
+        produced: dict[str, tuple[np.ndarray, bool]] = {
+            LOSS_OUTPUT: (result.loss, codec.bfloat16_result(self.arrays, self.bfloat16))}
+        for name, g in result.grads.items():
+            produced[GRAD_PREFIX + name] = (g, name in self.bfloat16)
+        names = self.requested if self.requested is not None else [
+            n for n in output_names(self.spec) if n in produced]
+        missing = [n for n in names if n not in produced]
+        if missing:
+            tensor = missing[0][len(GRAD_PREFIX):]
+            raise InvalidArgument(f"outputs: no {missing[0]}: {tensor!r} is not a floating "
+                                  f"input of this request (only those have gradients)",
+                                  field="outputs")
+        return [(n, *produced[n]) for n in names]
+
+
+def datatype_of(array: np.ndarray, bfloat16: bool) -> str:
+    return "BF16" if bfloat16 else V2_DATATYPES[array.dtype.name]
+
