@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test parity golden proto bench bench-core fuzz container-test clean
+.PHONY: install serve test parity golden proto bench bench-core soak fuzz container-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ proto: $(STAMP)  ## regenerate service/_proto from protos/
 
 bench: $(STAMP)  ## lossd vs the bare transport floor (docs/benchmarks.md)
 	$(PY) -m bench.serve
+
+soak: $(STAMP)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
+	$(PY) -m bench.soak --seconds 300
 
 bench-core: $(VENV)/.torch
 	$(PY) -m bench.core
