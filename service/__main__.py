@@ -14,9 +14,12 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -78,7 +81,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     sock = bind(settings.host, settings.http_port, settings.workers > 1)
     http = _HttpServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                       http="httptools", timeout_keep_alive=30,
-                                      limit_concurrency=None, server_header=False))
+                                      limit_concurrency=None, server_header=False,
+                                      headers=[("X-Lossd-Pid", str(os.getpid()))]))
     grpc_server = create_grpc_server(settings, engine)
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
@@ -123,7 +127,13 @@ def _worker(settings: Settings, code: Any) -> None:
 
 
 def run_workers(settings: Settings) -> int:
-    """N processes sharing the ports (SO_REUSEPORT); SIGTERM is forwarded to each."""
+    """N processes sharing the ports (SO_REUSEPORT); SIGTERM is forwarded to each.
+
+    Their metrics share a fresh PROMETHEUS_MULTIPROC_DIR (see service.metrics), set before the
+    workers start; it is removed when they have all stopped.
+    """
+    metrics_dir = tempfile.mkdtemp(prefix="lossd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
     codes = [context.Value("i", 1) for _ in range(settings.workers)]
     children = [context.Process(target=_worker, args=(settings, code), name=f"lossd-{i}")
@@ -142,6 +152,7 @@ def run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return max((code.value for code in codes), default=0)
 
 
@@ -170,4 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m service`: run the copy imported by name, so that spawned workers can unpickle
+    # their target (multiprocessing never re-imports a `*.__main__` module in the child)
+    from service.__main__ import main as importable_main
+    importable_main()

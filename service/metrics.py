@@ -1,8 +1,16 @@
-"""Prometheus metrics of one lossd process (``lossd_*``), on a registry of its own."""
+"""Prometheus metrics of one lossd process (``lossd_*``), on a registry of its own.
+
+Under ``lossd serve --workers N`` the parent sets ``PROMETHEUS_MULTIPROC_DIR`` before it starts
+the workers: each worker then writes its values to files there and ``/metrics`` of any worker
+reports the sum over all of them (prometheus_client's multiprocess mode), so a scrape that lands
+on one worker still sees the whole server.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 # sub-millisecond resolution: a small loss answers in tens of microseconds
 LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
@@ -15,7 +23,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        r: CollectorRegistry | None = self.registry
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:  # values go to files; registering the metrics too would count them twice
+            multiprocess.MultiProcessCollector(self.registry, directory)
+            r = None
         self.requests = Counter("lossd_requests", "Requests answered, by loss, protocol and "
                                 "code", ["loss", "protocol", "code"], registry=r)
         self.request_seconds = Histogram("lossd_request_duration_seconds", "Time from decoded "
@@ -29,9 +41,9 @@ class Metrics:
         self.batch_size = Histogram("lossd_batch_size", "Requests per computed batch",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("lossd_queue_depth", "Requests waiting in the queue",
-                                 registry=r)
+                                 multiprocess_mode="livesum", registry=r)
         self.in_flight = Gauge("lossd_in_flight", "Requests accepted and not yet answered",
-                               registry=r)
+                               multiprocess_mode="livesum", registry=r)
         self.rejections = Counter("lossd_rejections", "Requests refused before compute, by "
                                   "reason", ["reason"], registry=r)
         for reason in ("queue_full", "draining", "deadline", "cancelled"):
