@@ -28,8 +28,11 @@ import uvicorn
 
 from .api.grpc_native import create_grpc_server
 from .api.rest import create_app
+from .api.grpc_runs import run_service
+from .api.rest_evaluation import add_evaluation_routes
 from .engine import Engine
 from .metrics import Metrics
+from .runs import RunManager
 from .settings import Settings
 
 log = logging.getLogger("lossd")
@@ -83,7 +86,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
                                       http="httptools", timeout_keep_alive=30,
                                       limit_concurrency=None, server_header=False,
                                       headers=[("X-Lossd-Pid", str(os.getpid()))]))
-    grpc_server = create_grpc_server(settings, engine)
+    runs = RunManager(settings, engine)
+    add_evaluation_routes(app, settings, engine, runs)
+    grpc_server = create_grpc_server(settings, engine, extra_services=[run_service(runs)])
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
 
@@ -104,6 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     await grpc_server.set_serving(False)
     finished = await engine.drain(settings.drain_seconds)
     await grpc_server.stop(grace=1.0)
+    await runs.close()
     http.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await http_task

@@ -6,7 +6,12 @@
     ...                         label_smoothing=0.1, grad=True)
     >>> out.loss, out.grads["input"]
 
-``GrpcClient("localhost:50051")`` has the same methods; ``AsyncClient`` and ``AsyncGrpcClient``
+Dataset-level losses: ``lossd.evaluate("cross_entropy", batches, weight=w)`` streams an
+iterable of ``{"input": ..., "target": ...}`` batches and returns the loss over all of them
+(:class:`Evaluation`); runs shared by many workers: ``create_run``, ``add_batch`` (idempotent per
+batch id), ``run``, ``finish_run``, ``delete_run`` (REST :class:`Client`).
+
+``GrpcClient("localhost:50051")`` has the same compute and evaluate methods; ``AsyncClient`` and ``AsyncGrpcClient``
 are their asyncio twins. Tensors travel as raw little-endian bytes (b64 over REST). Errors raise
 :class:`LossdClientError` with the server's code, message and field.
 """
@@ -14,8 +19,11 @@ are their asyncio twins. Tensors travel as raw little-endian bytes (b64 over RES
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 import grpc
 import httpx
@@ -39,6 +47,21 @@ class LossdClientError(Exception):
                  status: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.field, self.status = code, message, field, status
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A dataset-level loss: ``loss`` (0-d, torch's dtype) over every batch, equal to one call
+    on the concatenated batches; ``results`` are the per-batch answers in order."""
+
+    loss: np.ndarray
+    reduction: str
+    batches: int
+    samples: int
+    elements: int
+    sum: float
+    weight: float
+    results: list[LossResult] = field(default_factory=list)
 
 
 def _split(arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -82,6 +105,43 @@ def _rest_result(response: httpx.Response) -> LossResult:
                       {k: _rest_array(v) for k, v in body.get("grads", {}).items()})
 
 
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+def _ndjson(batches: Iterable[dict[str, Any]], options: dict[str, Any], grad: bool
+            ) -> Iterator[bytes]:
+    for batch in batches:
+        yield orjson.dumps(_rest_body({**batch, **options}, grad)) + b"\n"
+
+
+def _rest_json(response: httpx.Response) -> Any:
+    body = response.json()
+    if response.status_code >= 300:
+        error = body.get("error", {})
+        raise LossdClientError(error.get("code", "UNKNOWN"), error.get("message", response.text),
+                               error.get("field"), response.status_code)
+    return body
+
+
+def _batch_error(i: int, error: dict[str, Any]) -> LossdClientError:
+    return LossdClientError(error.get("code", "UNKNOWN"),
+                            f"batch {i}: {error.get('message', '')}", error.get("field"))
+
+
+def _rest_evaluation(response: httpx.Response) -> Evaluation:
+    body = _rest_json(response)
+    results = []
+    for i, item in enumerate(body["results"]):
+        if "error" in item:
+            raise _batch_error(i, item["error"])
+        results.append(LossResult(_rest_array(item["loss"]),
+                                  {k: _rest_array(v) for k, v in item.get("grads", {}).items()}))
+    a = body["aggregate"]
+    return Evaluation(np.asarray(float(a["value"]), dtype=a["dtype"]), a["reduction"],
+                      a["batches"], a["samples"], a["elements"], float(a["sum"]),
+                      float(a["weight"]), results)
+
+
 class Client:
     """Synchronous REST client."""
 
@@ -96,6 +156,43 @@ class Client:
 
     def losses(self) -> list[dict[str, Any]]:
         return self._http.get("/v1/losses").json()["losses"]
+
+    def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *, grad: bool = False,
+                 **options: Any) -> Evaluation:
+        """Stream ``batches`` (dicts of tensors) as NDJSON; the loss over all of them. Raises
+        :class:`LossdClientError` if any batch was refused (the aggregate would miss it)."""
+        return _rest_evaluation(self._http.post(f"/v1/losses/{loss}/stream", headers=NDJSON,
+                                                content=_ndjson(batches, options, grad)))
+
+    def create_run(self, loss: str, *, expected_batches: int | None = None,
+                   run_id: str | None = None, **options: Any) -> dict[str, Any]:
+        """A new evaluation run (``run_id``: optional, makes creation retry-safe)."""
+        tensors, scalars = _split(options)
+        body: dict[str, Any] = {"loss": loss, "options": {
+            **scalars, **{k: _rest_tensor(v) for k, v in tensors.items()}}}
+        if expected_batches is not None:
+            body["expected_batches"] = expected_batches
+        if run_id is not None:
+            body["run_id"] = run_id
+        return _rest_json(self._http.post("/v1/runs", json=body))
+
+    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", **tensors: Any
+                  ) -> dict[str, Any]:
+        """Count one batch in a run, once: ``{"counted": False}`` when it was already counted
+        (so retrying on any failure is safe)."""
+        return _rest_json(self._http.put(f"/v1/runs/{run_id}/batches/{batch_id}", json={
+            "inputs": {k: _rest_tensor(np.asarray(v)) for k, v in tensors.items()},
+            "worker": worker}))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The run and its ``aggregate`` over every batch counted so far."""
+        return _rest_json(self._http.get(f"/v1/runs/{run_id}"))
+
+    def finish_run(self, run_id: str) -> dict[str, Any]:
+        return _rest_json(self._http.post(f"/v1/runs/{run_id}/finish"))
+
+    def delete_run(self, run_id: str) -> None:
+        _rest_json(self._http.delete(f"/v1/runs/{run_id}"))
 
     def close(self) -> None:
         self._http.close()
@@ -121,6 +218,14 @@ class AsyncClient:
 
     async def losses(self) -> list[dict[str, Any]]:
         return (await self._http.get("/v1/losses")).json()["losses"]
+
+    async def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *,
+                       grad: bool = False, **options: Any) -> Evaluation:
+        async def lines() -> AsyncIterable[bytes]:
+            for line in _ndjson(batches, options, grad):
+                yield line
+        return _rest_evaluation(await self._http.post(
+            f"/v1/losses/{loss}/stream", headers=NDJSON, content=lines()))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -178,6 +283,24 @@ def _grpc_error(error: grpc.RpcError) -> LossdClientError:
     return LossdClientError(error.code().name, error.details() or "", fields.get("lossd-field"))
 
 
+def _grpc_evaluation(responses: list[pb.StreamResponse]) -> Evaluation:
+    results = []
+    for i, response in enumerate(responses[:-1]):
+        if response.HasField("error"):
+            raise _batch_error(i, {"code": response.error.code, "message": response.error.message,
+                                   "field": response.error.field or None})
+        results.append(_grpc_result(response.response))
+    a = responses[-1].aggregate
+    return Evaluation(grpc_array(a.value), a.reduction, a.batches, a.samples, a.elements,
+                      a.sum, a.weight, results)
+
+
+def _stream_requests(loss: str, batches: Iterable[dict[str, Any]], options: dict[str, Any],
+                     grad: bool) -> Iterator[pb.ComputeRequest]:
+    for batch in batches:
+        yield grpc_request(loss, grad, {**batch, **options})
+
+
 OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
@@ -199,6 +322,15 @@ class GrpcClient:
 
     def losses(self) -> list[pb.LossInfo]:
         return list(self._stub.ListLosses(pb.ListLossesRequest()).losses)
+
+    def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *, grad: bool = False,
+                 **options: Any) -> Evaluation:
+        """Stream ``batches`` over ComputeStream; the loss over all of them (see Client)."""
+        try:
+            return _grpc_evaluation(list(self._stub.ComputeStream(
+                _stream_requests(loss, batches, options, grad), timeout=self.timeout)))
+        except grpc.RpcError as error:
+            raise _grpc_error(error) from None
 
     def close(self) -> None:
         self._channel.close()
@@ -223,6 +355,15 @@ class AsyncGrpcClient:
         try:
             return _grpc_result(await self._stub.Compute(
                 grpc_request(loss, grad, tensors_and_options), timeout=self.timeout))
+        except grpc.RpcError as error:
+            raise _grpc_error(error) from None
+
+    async def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *,
+                       grad: bool = False, **options: Any) -> Evaluation:
+        try:
+            call = self._stub.ComputeStream(_stream_requests(loss, batches, options, grad),
+                                            timeout=self.timeout)
+            return _grpc_evaluation([response async for response in call])
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
 

@@ -8,6 +8,7 @@ frontend's own table); anything else that escapes is a bug and becomes ``INTERNA
     ├── InvalidArgument     bad shape, dtype, option or value         400 / INVALID_ARGUMENT
     │   └── MalformedRequest   not JSON / wrong request structure      422 / INVALID_ARGUMENT
     ├── NotFound            unknown loss                              404 / NOT_FOUND
+    ├── FailedPrecondition  state forbids it (finished run, reused id) 409 / FAILED_PRECONDITION
     ├── PayloadTooLarge     over a size limit                         413 / RESOURCE_EXHAUSTED
     ├── Unavailable         queue full, draining                      503 / UNAVAILABLE
     ├── DeadlineExceeded    expired before compute                    504 / DEADLINE_EXCEEDED
@@ -22,6 +23,7 @@ from enum import Enum
 class ErrorCode(str, Enum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
@@ -32,6 +34,7 @@ class ErrorCode(str, Enum):
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ARGUMENT: 400,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.FAILED_PRECONDITION: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
@@ -67,6 +70,12 @@ class MalformedRequest(InvalidArgument):
 
 class NotFound(LossdError):
     code = ErrorCode.NOT_FOUND
+
+
+class FailedPrecondition(LossdError):
+    """The request is well-formed but the state forbids it (a finished run, a reused id)."""
+
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 class PayloadTooLarge(LossdError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,15 @@ class Settings(BaseSettings):
     api_keys_file: str = Field("", description="file with one API key per line (adds to "
                                                 "api_keys)")
     metrics_auth: bool = Field(False, description="require an API key for /metrics too")
+
+    runs_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="where evaluation runs live: sqlite (embedded, in runs_dir) or "
+                              "redis (shared by replicas, at redis_url)")
+    runs_dir: str = Field("", description="data directory of the sqlite run store (empty: "
+                                          "$XDG_DATA_HOME/lossd/runs)")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis of the redis run store")
+    runs_retention_s: float = Field(7 * 86400.0, ge=0, description="drop runs idle this long "
+                                                                   "(0: keep until deleted)")
 
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(True, description="structured (JSON) logs")

@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 
 from .._proto.lossd.v1 import lossd_pb2 as pb
 from ..engine import Engine
+from ..engine.evaluation import StreamEvaluation
 from ..errors import ErrorCode, InvalidArgument, LossdError, MalformedRequest
 from ..losses import REGISTRY, Result, get_spec
+from ..losses._aggregate import Aggregate
 from ..settings import Settings
 from . import codec
 from .auth import GrpcAuth
@@ -35,6 +37,7 @@ SERVICE = "lossd.v1.LossService"
 GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -79,6 +82,13 @@ def encode_tensor(array: np.ndarray, raw: bool, bfloat16: bool = False) -> pb.Te
     else:
         t.int64_data.extend(array.ravel().tolist())
     return t
+
+
+def encode_aggregate(aggregate: Aggregate) -> pb.Aggregate:
+    s = aggregate.stats
+    return pb.Aggregate(loss=aggregate.loss, reduction=aggregate.reduction,
+                        value=encode_tensor(aggregate.value, raw=True), batches=aggregate.batches,
+                        samples=s.rows, elements=s.elements, sum=s.total, weight=s.weight)
 
 
 def _option(value: pb.OptionValue) -> Any:
@@ -169,14 +179,19 @@ class LossService:
 
     async def ComputeStream(self, requests: AsyncIterator[bytes],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
-        """One answer per request, in order; a bad request answers an Error and the stream
-        goes on."""
+        """One answer per request, in order; a bad request (or one whose loss, options, dtypes
+        or per-sample shapes differ from the first) answers an Error, is not counted, and the
+        stream goes on. When the client half-closes: the Aggregate over the counted batches."""
+        evaluation = StreamEvaluation(self.engine)
         async for data in requests:
             started, loss = time.perf_counter(), "unknown"
             try:
                 request = _parse(pb.ComputeRequest, data)
                 loss = request.loss
-                response = await self._answer(request, context)
+                call = DecodedCall(request, self.settings)
+                response = call.encode(await evaluation.add(
+                    call.loss, call.arrays, call.options, grad=call.grad,
+                    timeout=context.time_remaining()))
             except LossdError as error:
                 self._observe(loss, error.code.value, started)
                 yield pb.StreamResponse(error=pb.Error(code=error.code.value,
@@ -185,6 +200,7 @@ class LossService:
             else:
                 self._observe(loss, "OK", started)
                 yield pb.StreamResponse(response=response)
+        yield pb.StreamResponse(aggregate=encode_aggregate(evaluation.result()))
 
     async def ListLosses(self, data: bytes, context: grpc.aio.ServicerContext
                          ) -> pb.ListLossesResponse:
@@ -271,8 +287,10 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
-def create_grpc_server(settings: Settings, engine: Engine) -> GrpcServer:
+def create_grpc_server(settings: Settings, engine: Engine,
+                       extra_services: list[Callable[[grpc.aio.Server], list[str]]] | None = None
+                       ) -> GrpcServer:
     from .v2_grpc import InferenceService, reflection_pool  # here: v2_grpc builds on this module
-    return GrpcServer(settings, engine, [InferenceService(settings, engine).register],
-                      reflection_pool())
+    return GrpcServer(settings, engine, [InferenceService(settings, engine).register,
+                                         *(extra_services or [])], reflection_pool())
 

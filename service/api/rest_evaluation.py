@@ -1,0 +1,236 @@
+"""REST routes for dataset-level losses: streams (stateless) and runs (stateful).
+
+    POST   /v1/losses/{name}/stream              NDJSON upload, one compute body per line ->
+                                                 {"results": [...], "aggregate": {...}}
+    POST   /v1/runs                              create {"loss", "options", "expected_batches",
+                                                 "run_id"?} -> the run (201)
+    GET    /v1/runs/{run_id}                     the run and its aggregate so far
+    PUT    /v1/runs/{run_id}/batches/{batch_id}  {"inputs", "worker"?} -> {"counted", "batches"}
+                                                 (201 counted, 200 already counted: idempotent)
+    POST   /v1/runs/{run_id}/finish              no more batches -> the run
+    DELETE /v1/runs/{run_id}                     -> {"deleted": run_id}
+
+The stream's answer is sent once the upload ends (each line is computed as it arrives): a client
+that uploads without reading — most HTTP/1.1 clients — can never deadlock against it.
+Decoding, the engine and the run manager do the work; this module only translates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Path, Request, Response
+
+from ..engine import Engine
+from ..engine.evaluation import StreamEvaluation
+from ..errors import ErrorCode, LossdError, MalformedRequest, PayloadTooLarge
+from ..losses import REGISTRY, get_spec
+from ..losses._aggregate import Aggregate
+from ..runs import RunManager, RunView
+from ..settings import Settings
+from . import codec, schema
+from .rest import ComputeCall, _timeout, error_response, json_response, parse_json, read_body
+
+log = logging.getLogger("lossd.rest")
+NDJSON = "application/x-ndjson"
+
+RunId = Annotated[str, Path(description="the run's id", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                            max_length=128)]
+BatchId = Annotated[str, Path(description="the client's id of this batch (a retry with the "
+                                          "same id is counted once)", max_length=256)]
+RUN_ERRORS = {**schema.ERRORS, 409: {"model": schema.ErrorResponse,
+                                     "description": "the run's state forbids it (finished, "
+                                                    "full, batch id reused with other data, "
+                                                    "run id taken)"}}
+AGGREGATE_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "the dataset-level loss over every counted batch: equal "
+    "to one call on the concatenated batches",
+    "properties": {"loss": {"type": "string"}, "reduction": {"type": "string"},
+                   "value": schema.NUMBER, "dtype": {"type": "string"},
+                   "batches": {"type": "integer"}, "samples": {"type": "integer"},
+                   "elements": {"type": "integer"}, "sum": schema.NUMBER,
+                   "weight": schema.NUMBER}}
+RUN_SCHEMA: dict[str, Any] = {
+    "type": "object", "properties": {
+        "run_id": {"type": "string"}, "loss": {"type": "string"}, "options": {"type": "object"},
+        "state": {"type": "string", "enum": ["open", "finished"]},
+        "expected_batches": {"type": ["integer", "null"]}, "complete": {"type": "boolean"},
+        "signature": {"type": "string"}, "created": {"type": "number"},
+        "updated": {"type": "number"}, "aggregate": AGGREGATE_SCHEMA,
+        "workers": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+CREATE_BODY: dict[str, Any] = {
+    "type": "object", "required": ["loss"], "additionalProperties": False, "properties": {
+        "loss": {"type": "string", "enum": sorted(REGISTRY)},
+        "options": schema.COMPUTE["properties"]["options"],
+        "expected_batches": {"type": ["integer", "null"], "minimum": 0,
+                             "description": "refuse batches past this count (0/null: open)"},
+        "run_id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+                   "description": "optional; creating it again with the same definition "
+                                  "returns the run"}}}
+BATCH_BODY: dict[str, Any] = {
+    "type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
+        "inputs": schema.COMPUTE["properties"]["inputs"],
+        "worker": {"type": "string", "maxLength": 256, "description": "who sent it"}}}
+
+
+def _body(body_schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": body_schema, "example": example}}}}
+
+
+def _ok(description: str, body_schema: dict[str, Any], status: int = 200
+        ) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": description,
+                     "content": {"application/json": {"schema": body_schema}}}}
+
+
+def aggregate_json(aggregate: Aggregate) -> dict[str, Any]:
+    s = aggregate.stats
+    return {"loss": aggregate.loss, "reduction": aggregate.reduction,
+            "value": codec.scalar_json(aggregate.value), "dtype": aggregate.value.dtype.name,
+            "batches": aggregate.batches, "samples": s.rows, "elements": s.elements,
+            "sum": codec.scalar_json(np.float64(s.total)),
+            "weight": codec.scalar_json(np.float64(s.weight))}
+
+
+def run_json(run: RunView) -> dict[str, Any]:
+    d = run.definition
+    return {"run_id": run.run_id, "loss": d.loss, "options": {**d.options, **d.tensors},
+            "state": run.state, "expected_batches": d.expected_batches or None,
+            "complete": run.complete, "signature": run.signature, "created": run.created,
+            "updated": run.updated, "aggregate": aggregate_json(run.aggregate),
+            "workers": run.workers}
+
+
+async def ndjson_lines(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """Non-empty lines of the body as they arrive; one line may be at most ``limit`` bytes."""
+    pending = bytearray()
+    async for chunk in request.stream():
+        start = len(pending)
+        pending += chunk
+        while (cut := pending.find(b"\n", start)) >= 0:
+            line = bytes(pending[:cut])
+            del pending[:cut + 1]
+            start = 0
+            if line.strip():
+                yield line
+        if len(pending) > limit:
+            raise PayloadTooLarge(f"body: a line is at most {limit} bytes", field="body")
+    if bytes(pending).strip():
+        yield bytes(pending)
+
+
+def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
+                          runs: RunManager) -> None:
+    """Add the stream and run routes to ``app`` (``create_app``'s)."""
+    metrics = engine.metrics
+
+    async def guarded(label: str, handler: Callable[[], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        code = ErrorCode.INTERNAL.value
+        try:
+            response = await handler()
+            code = "OK"
+            return response
+        except LossdError as error:
+            code = error.code.value
+            return error_response(error)
+        except Exception:
+            log.exception("%s failed", label)
+            return error_response(LossdError("internal error; the incident is logged"))
+        finally:
+            metrics.requests.labels(label, "rest", code).inc()
+            metrics.request_seconds.labels("rest").observe(time.perf_counter() - started)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        return parse_json(await read_body(request, settings.max_body_bytes), settings)
+
+    @app.post("/v1/losses/{name}/stream", tags=["evaluation"], include_in_schema=False)
+    async def stream(name: str, request: Request) -> Response:
+        async def handle() -> Response:
+            get_spec(name)
+            timeout = _timeout(request)
+            evaluation = StreamEvaluation(engine)
+            results: list[dict[str, Any]] = []
+            async for line in ndjson_lines(request, settings.max_body_bytes):
+                try:
+                    call = ComputeCall(name, parse_json(line, settings), settings)
+                    results.append(call.encode(await evaluation.add(
+                        call.loss, call.arrays, call.options, grad=call.grad, timeout=timeout)))
+                except LossdError as error:
+                    results.append({"error": error.to_dict()})
+            return json_response({"results": results,
+                                  "aggregate": aggregate_json(evaluation.result())})
+        return await guarded(name if name in REGISTRY else "unknown", handle)
+
+    @app.post("/v1/runs", tags=["evaluation"], summary="Create an evaluation run",
+              status_code=201, responses={**_ok("the run", RUN_SCHEMA, 201), **RUN_ERRORS},
+              openapi_extra=_body(CREATE_BODY, {"loss": "cross_entropy",
+                                                "options": {"reduction": "mean"},
+                                                "expected_batches": 100}))
+    async def create_run(request: Request) -> Response:
+        async def handle() -> Response:
+            body = await body_of(request)
+            unknown = sorted(set(body) - set(CREATE_BODY["properties"]))
+            if unknown or not isinstance(body.get("loss"), str):
+                where = unknown[0] if unknown else "loss"
+                raise MalformedRequest(f"{where}: expected loss (a name), options, "
+                                       f"expected_batches, run_id", field=where)
+            call = ComputeCall(body["loss"], {"inputs": {}, "options": body.get("options", {})},
+                               settings)
+            run = await runs.create(call.loss, call.options, call.arrays,
+                                    expected_batches=body.get("expected_batches"),
+                                    run_id=body.get("run_id"))
+            return json_response(run_json(run), 201)
+        return await guarded("runs", handle)
+
+    @app.get("/v1/runs/{run_id}", tags=["evaluation"], summary="A run and its aggregate",
+             responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
+    async def get_run(run_id: RunId) -> Response:
+        async def handle() -> Response:
+            return json_response(run_json(await runs.get(run_id)))
+        return await guarded("runs", handle)
+
+    @app.put("/v1/runs/{run_id}/batches/{batch_id}", tags=["evaluation"],
+             summary="Add a batch to a run (idempotent per batch id)",
+             responses={**_ok("already counted (a retry)", {"type": "object"}),
+                        **_ok("counted", {"type": "object", "properties": {
+                            "counted": {"type": "boolean"}, "batches": {"type": "integer"}}},
+                            201), **RUN_ERRORS},
+             openapi_extra=_body(BATCH_BODY, {"inputs": schema.EXAMPLE["inputs"],
+                                              "worker": "worker-0"}))
+    async def add_batch(run_id: RunId, batch_id: BatchId, request: Request) -> Response:
+        async def handle() -> Response:
+            body = await body_of(request)
+            unknown = sorted(set(body) - set(BATCH_BODY["properties"]))
+            if unknown:
+                raise MalformedRequest(f"{unknown[0]}: unknown field; expected inputs, worker",
+                                       field=unknown[0])
+            definition = await runs.definition(run_id)
+            call = ComputeCall(definition.loss, {"inputs": body.get("inputs")}, settings)
+            answer = await runs.add(run_id, batch_id, call.arrays,
+                                    worker=body.get("worker", ""), timeout=_timeout(request))
+            return json_response({"counted": answer.counted, "batches": answer.batches},
+                                 201 if answer.counted else 200)
+        return await guarded("runs", handle)
+
+    @app.post("/v1/runs/{run_id}/finish", tags=["evaluation"],
+              summary="Finish a run: no more batches; the aggregate stays readable",
+              responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
+    async def finish_run(run_id: RunId) -> Response:
+        async def handle() -> Response:
+            return json_response(run_json(await runs.finish(run_id)))
+        return await guarded("runs", handle)
+
+    @app.delete("/v1/runs/{run_id}", tags=["evaluation"], summary="Delete a run",
+                responses={**_ok("deleted", {"type": "object", "properties": {
+                    "deleted": {"type": "string"}}}), **RUN_ERRORS})
+    async def delete_run(run_id: RunId) -> Response:
+        async def handle() -> Response:
+            await runs.delete(run_id)
+            return json_response({"deleted": run_id})
+        return await guarded("runs", handle)

@@ -1,0 +1,11 @@
+"""Evaluation runs: dataset-level losses fed by many workers, each batch counted exactly once.
+
+    RunManager      create / add / get / finish / delete (what the frontends call)
+    RunStore        the storage interface; SqliteStore (embedded) and RedisStore (shared)
+"""
+
+from .manager import BatchAnswer, Definition, RunManager, RunView, open_store
+from .store import AddOutcome, Added, BatchRecord, RunSnapshot, RunStore
+
+__all__ = ["AddOutcome", "Added", "BatchAnswer", "BatchRecord", "Definition", "RunManager",
+           "RunSnapshot", "RunStore", "RunView", "open_store"]

@@ -1,0 +1,330 @@
+"""Evaluation runs: a dataset-level loss that many workers feed, each batch counted once.
+
+:class:`RunManager` is what both frontends call. ``create`` validates the loss and options and
+stores the definition; ``add`` validates a batch, computes it on the batching engine (like any
+request, with its sufficient statistics), and *then* records it in the store in one atomic
+step keyed by the client's batch id. So:
+
+* a retried batch id is counted once (the store answers ``counted: false``);
+* a crash before the commit leaves nothing behind (the client was not answered; its retry
+  counts), a crash after it leaves the record (the retry finds it): never twice, never lost;
+* a batch whose loss, dtypes or per-sample shapes differ from the run's first batch is refused
+  and changes nothing.
+
+``get`` reads the records and adds them up (``Aggregate.of``: exact, order-independent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import Counter as PromCounter
+
+from ..api import codec
+from ..engine import Engine
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..losses import get_spec
+from ..losses._aggregate import Aggregate, signature
+from ..losses._compute import _option_value
+from ..settings import Settings
+from .store import (FINISHED, Added, BatchRecord, RunSnapshot, RunStore, definition_json)
+
+log = logging.getLogger("lossd.runs")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_ID = 256
+DATASET_REDUCTIONS = ("mean", "sum", "batchmean")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A run's immutable part. ``tensors`` are tensor options (class weights), as stored JSON."""
+
+    loss: str
+    options: dict[str, Any]
+    tensors: dict[str, Any]
+    expected_batches: int
+
+    def to_json(self) -> str:
+        return definition_json({"loss": self.loss, "options": self.options,
+                                "tensors": self.tensors,
+                                "expected_batches": self.expected_batches})
+
+    @classmethod
+    def from_json(cls, text: str) -> Definition:
+        obj = orjson.loads(text)
+        return cls(obj["loss"], obj["options"], obj["tensors"], obj["expected_batches"])
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as read: its definition, state and the aggregate over every counted batch."""
+
+    run_id: str
+    definition: Definition
+    state: str
+    signature: str
+    created: float
+    updated: float
+    aggregate: Aggregate
+    workers: dict[str, int]
+
+    @property
+    def complete(self) -> bool:
+        expected = self.definition.expected_batches
+        return expected > 0 and self.aggregate.batches >= expected
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    counted: bool  # False: this batch id was already counted (a retry)
+    batches: int
+
+
+class RunMetrics:
+    """``lossd_runs_total{event}`` and ``lossd_run_batches_total{outcome}`` (this process)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.runs = PromCounter("lossd_runs", "Evaluation runs, by event", ["event"],
+                                registry=registry)
+        self.batches = PromCounter("lossd_run_batches", "Batches sent to evaluation runs, by "
+                                   "outcome", ["outcome"], registry=registry)
+        for event in ("created", "finished", "deleted", "expired"):
+            self.runs.labels(event)
+        for outcome in ("counted", "duplicate", "rejected"):
+            self.batches.labels(outcome)
+
+
+def open_store(settings: Settings) -> RunStore:
+    """The store ``settings.runs_store`` names."""
+    if settings.runs_store == "redis":
+        from .redis_store import RedisStore
+        return RedisStore(settings.redis_url, settings.runs_retention_s)
+    from .sqlite_store import SqliteStore
+    return SqliteStore(Path(settings.runs_dir).expanduser() if settings.runs_dir
+                       else default_runs_dir(), settings.runs_retention_s)
+
+
+def default_runs_dir() -> Path:
+    """``$XDG_DATA_HOME/lossd/runs`` (``~/.local/share/lossd/runs``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lossd" / "runs"
+
+
+def batch_digest(arrays: dict[str, np.ndarray]) -> str:
+    """Identity of a batch's data (dtype, shape, bytes of every tensor)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class RunManager:
+    """Runs of one process, on the store the settings choose (opened on first use)."""
+
+    def __init__(self, settings: Settings, engine: Engine, store: RunStore | None = None
+                 ) -> None:
+        self.settings, self.engine = settings, engine
+        self.store = store or open_store(settings)
+        self.metrics = RunMetrics(engine.metrics.registry)
+        self.limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
+                                   settings.max_body_bytes)
+        self._opened: asyncio.Task[None] | None = None
+        self._definitions: dict[str, tuple[Definition, dict[str, np.ndarray]]] = {}
+
+    async def _ready(self) -> RunStore:
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self.store.open())
+        try:
+            await asyncio.shield(self._opened)
+        except Exception as exc:
+            self._opened = None  # try again next time
+            log.warning("run store unavailable: %s", exc)
+            raise Unavailable(f"run store unavailable ({type(exc).__name__}: {exc})"[:300]
+                              ) from None
+        return self.store
+
+    async def close(self) -> None:
+        if self._opened is not None and self._opened.done() and not self._opened.exception():
+            await self.store.close()
+
+    # --- create -----------------------------------------------------------------------------
+
+    async def create(self, loss: str, options: dict[str, Any] | None = None,
+                     tensors: dict[str, np.ndarray] | None = None, *,
+                     expected_batches: int | None = None, run_id: str | None = None) -> RunView:
+        """Create a run (or return it: same ``run_id`` and definition). Validates the loss,
+        option names and values, tensor options, and that ``reduction`` reduces a dataset."""
+        spec = get_spec(loss)
+        options, tensors = dict(options or {}), dict(tensors or {})
+        known = spec.option_map
+        for key, value in options.items():
+            if key not in known:
+                raise InvalidArgument(f"options.{key}: unknown option for loss {loss!r}; "
+                                      f"expected one of {', '.join(known)}",
+                                      field=f"options.{key}")
+            options[key] = _option_value(known[key], value)
+        reduction = options.get("reduction", known["reduction"].default)
+        if reduction not in DATASET_REDUCTIONS:
+            raise InvalidArgument(f"options.reduction: a run reduces a dataset; expected one of "
+                                  f"{', '.join(r for r in spec.reductions if r != 'none')}; "
+                                  f"got {reduction!r}", field="options.reduction")
+        options["reduction"] = reduction
+        for name in tensors:
+            tensor = spec.tensor_map.get(name)
+            if tensor is None or tensor.batch_axis is not None:
+                fixed = [t.name for t in spec.tensors if t.batch_axis is None]
+                raise InvalidArgument(f"options.{name}: a run fixes only per-call tensors "
+                                      f"({', '.join(fixed) or 'none for this loss'}); batches "
+                                      f"carry the rest", field=f"options.{name}")
+        if expected_batches is not None and (not isinstance(expected_batches, int) or isinstance(
+                expected_batches, bool) or expected_batches < 0):
+            raise InvalidArgument("expected_batches: expected an integer >= 0 (0: open-ended); "
+                                  f"got {expected_batches!r}", field="expected_batches")
+        if run_id is not None and (not isinstance(run_id, str) or not RUN_ID.match(run_id)):
+            raise InvalidArgument("run_id: expected 1-128 of A-Z a-z 0-9 . _ - (starting with "
+                                  f"a letter or digit); got {run_id!r}"[:200], field="run_id")
+        definition = Definition(loss, options, {
+            name: codec.to_json(np.asarray(a), codec.Encoding.B64) for name, a in tensors.items()
+        }, expected_batches or 0)
+        run_id = run_id or uuid.uuid4().hex
+        store = await self._ready()
+        now = time.time()
+        swept = await store.sweep(now)
+        if swept:
+            self.metrics.runs.labels("expired").inc(swept)
+        stored = await store.create(run_id, definition.to_json(), now)
+        if stored != definition.to_json():
+            raise FailedPrecondition(f"run_id: run {run_id!r} exists with another definition",
+                                     field="run_id")
+        self.metrics.runs.labels("created").inc()
+        return await self.get(run_id)
+
+    # --- batches ----------------------------------------------------------------------------
+
+    async def definition(self, run_id: str) -> Definition:
+        """The run's definition (cached: it never changes)."""
+        return (await self._definition(run_id))[0]
+
+    async def _definition(self, run_id: str) -> tuple[Definition, dict[str, np.ndarray]]:
+        cached = self._definitions.get(run_id)
+        if cached is not None:
+            return cached
+        snapshot = await self._load(run_id)
+        definition = Definition.from_json(snapshot.definition)
+        spec = get_spec(definition.loss)
+        tensors = {name: codec.from_json(obj, f"options.{name}", spec.tensor_map[name],
+                                         self.limits)[0]
+                   for name, obj in definition.tensors.items()}
+        if len(self._definitions) > 10_000:
+            self._definitions.clear()
+        self._definitions[run_id] = (definition, tensors)
+        return definition, tensors
+
+    async def add(self, run_id: str, batch_id: str, arrays: dict[str, np.ndarray], *,
+                  worker: str = "", timeout: float | None = None) -> BatchAnswer:
+        """Compute one batch and count it once (see the module docstring)."""
+        try:
+            answer = await self._add(run_id, batch_id, arrays, worker, timeout)
+        except (InvalidArgument, FailedPrecondition):
+            self.metrics.batches.labels("rejected").inc()
+            raise
+        self.metrics.batches.labels("counted" if answer.counted else "duplicate").inc()
+        return answer
+
+    async def _add(self, run_id: str, batch_id: str, arrays: dict[str, np.ndarray],
+                   worker: str, timeout: float | None) -> BatchAnswer:
+        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_ID:
+            raise InvalidArgument(f"batch_id: expected a string of 1-{MAX_ID} characters; got "
+                                  f"{batch_id!r}"[:200], field="batch_id")
+        if not isinstance(worker, str) or len(worker) > MAX_ID:
+            raise InvalidArgument(f"worker: expected a string of at most {MAX_ID} characters",
+                                  field="worker")
+        definition, tensors = await self._definition(run_id)
+        fixed = sorted(set(arrays) & set(tensors))
+        if fixed:
+            raise InvalidArgument(f"inputs.{fixed[0]}: fixed by the run's options; a batch "
+                                  f"sends only its per-sample tensors", field=f"inputs.{fixed[0]}")
+        call = self.engine.prepare(definition.loss, {**arrays, **tensors}, definition.options)
+        mine = signature(call)
+        result = await self.engine.submit(call, timeout=timeout, stats=True)
+        assert result.stats is not None
+        record = BatchRecord(batch_id, worker, batch_digest(arrays), result.stats)
+        store = await self._ready()
+        outcome = await store.add(run_id, record, mine, definition.expected_batches, time.time())
+        if outcome.added is Added.COUNTED:
+            return BatchAnswer(True, outcome.batches)
+        if outcome.added is Added.DUPLICATE:
+            return BatchAnswer(False, outcome.batches)
+        raise {
+            Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
+                                      field="run_id"),
+            Added.CONFLICT: FailedPrecondition(
+                f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
+                f"id names one batch", field="batch_id"),
+            Added.FINISHED: FailedPrecondition(f"run {run_id!r} is finished; it takes no more "
+                                               f"batches", field="run_id"),
+            Added.MISMATCH: InvalidArgument(
+                f"inputs: every batch of a run must match its loss, options, dtypes and "
+                f"per-sample shapes; expected {outcome.signature}; got {mine.text}",
+                field="inputs"),
+            Added.FULL: FailedPrecondition(
+                f"run {run_id!r} already counted its expected {definition.expected_batches} "
+                f"batches", field="batch_id"),
+        }[outcome.added]
+
+    # --- read, finish, delete ---------------------------------------------------------------
+
+    async def _load(self, run_id: str) -> RunSnapshot:
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            raise NotFound(f"run {run_id!r} does not exist", field="run_id")
+        snapshot = await (await self._ready()).load(run_id)
+        if snapshot is None:
+            self._definitions.pop(run_id, None)
+            raise NotFound(f"run {run_id!r} does not exist (deleted or expired)",
+                           field="run_id")
+        return snapshot
+
+    async def get(self, run_id: str) -> RunView:
+        """The run and its aggregate over every batch counted so far."""
+        snapshot = await self._load(run_id)
+        definition = Definition.from_json(snapshot.definition)
+        spec = get_spec(definition.loss)
+        sig = snapshot.signature
+        aggregate = Aggregate.of(definition.loss, definition.options["reduction"],
+                                 [b.stats for b in snapshot.batches],
+                                 dtype=sig.dtype if sig else "float32",
+                                 empty_mean=spec.empty_mean)
+        workers = Counter(b.worker for b in snapshot.batches)
+        return RunView(run_id, definition, snapshot.state, sig.text if sig else "",
+                       snapshot.created, snapshot.updated, aggregate, dict(sorted(workers.items())))
+
+    async def finish(self, run_id: str) -> RunView:
+        """No more batches; the aggregate stays readable until deleted or expired."""
+        await self._load(run_id)
+        if not await (await self._ready()).finish(run_id, time.time()):
+            raise NotFound(f"run {run_id!r} does not exist", field="run_id")
+        self.metrics.runs.labels("finished").inc()
+        view = await self.get(run_id)
+        assert view.state == FINISHED
+        return view
+
+    async def delete(self, run_id: str) -> None:
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id) or not await (
+                await self._ready()).delete(run_id):
+            raise NotFound(f"run {run_id!r} does not exist", field="run_id")
+        self._definitions.pop(run_id, None)
+        self.metrics.runs.labels("deleted").inc()

@@ -1,0 +1,134 @@
+"""The shared run store: Redis, for several lossd replicas serving the same runs.
+
+A run is two keys with one hash tag (so a Redis Cluster keeps them on one shard):
+``lossd:run:{ID}`` (hash: definition, state, signature, batch count, times) and
+``lossd:run:{ID}:batches`` (hash: batch id -> record). Every change is one Lua script, which Redis
+runs atomically: adding checks the run's state, the batch id guard (``HGET`` before ``HSET``),
+the signature and the expected count, and then writes the record and the counter together, so
+any number of writers in any number of processes count each batch id exactly once. Retention is
+a TTL on both keys, renewed by every write. Durability of acknowledged batches across a *Redis*
+restart is Redis's own (``appendonly yes``, ``appendfsync always`` for the strictest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ..losses._aggregate import Signature
+from .store import (FINISHED, OPEN, AddOutcome, Added, BatchRecord, RunSnapshot,
+                    decode_signature, encode_signature)
+
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'definition', ARGV[1], 'state', ARGV[4], 'batches', 0,
+             'created', ARGV[2], 'updated', ARGV[2])
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+end
+return redis.call('HGET', KEYS[1], 'definition')
+"""
+
+# KEYS: run, batches. ARGV: batch id, record, digest, signature key, signature json,
+# expected batches, now, ttl ms, open state
+ADD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found', 0, ''} end
+local batches = tonumber(redis.call('HGET', KEYS[1], 'batches'))
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then
+  if cjson.decode(existing)['d'] == ARGV[3] then return {'duplicate', batches, ''} end
+  return {'conflict', batches, ''}
+end
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[9] then return {'finished', batches, ''} end
+local signature = redis.call('HGET', KEYS[1], 'signature')
+if signature and redis.call('HGET', KEYS[1], 'sigkey') ~= ARGV[4] then
+  return {'mismatch', batches, signature}
+end
+local expected = tonumber(ARGV[6])
+if expected > 0 and batches >= expected then return {'full', batches, ''} end
+if not signature then redis.call('HSET', KEYS[1], 'sigkey', ARGV[4], 'signature', ARGV[5]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+batches = redis.call('HINCRBY', KEYS[1], 'batches', 1)
+redis.call('HSET', KEYS[1], 'updated', ARGV[7])
+if tonumber(ARGV[8]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+end
+return {'counted', batches, ''}
+"""
+
+FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated', ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+end
+return 1
+"""
+
+
+def _keys(run_id: str) -> list[str]:
+    run = f"lossd:run:{{{run_id}}}"
+    return [run, f"{run}:batches"]
+
+
+class RedisStore:
+    """Runs in the Redis at ``url``; keys expire ``retention_s`` after their last write
+    (0: never)."""
+
+    def __init__(self, url: str, retention_s: float) -> None:
+        self.url = url
+        self.ttl_ms = int(retention_s * 1000)
+        self._client: Any = None
+
+    async def open(self) -> None:
+        client = aioredis.from_url(self.url, decode_responses=True)
+        try:
+            await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        self._create = self._client.register_script(CREATE)
+        self._add = self._client.register_script(ADD)
+        self._finish = self._client.register_script(FINISH)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def create(self, run_id: str, definition: str, now: float) -> str:
+        return await self._create(keys=_keys(run_id)[:1],
+                                  args=[definition, repr(now), self.ttl_ms, OPEN])
+
+    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
+                  expected_batches: int, now: float) -> AddOutcome:
+        added, batches, stored = await self._add(
+            keys=_keys(run_id),
+            args=[record.batch_id, record.encode(), record.digest, signature.key,
+                  encode_signature(signature), expected_batches, repr(now), self.ttl_ms, OPEN])
+        fixed = decode_signature(stored)
+        return AddOutcome(Added(added), int(batches), fixed.text if fixed else "")
+
+    async def load(self, run_id: str) -> RunSnapshot | None:
+        run_key, batches_key = _keys(run_id)
+        async with self._client.pipeline(transaction=True) as pipe:  # one consistent read
+            run, batches = await pipe.hgetall(run_key).hgetall(batches_key).execute()
+        if not run:
+            return None
+        return RunSnapshot(run_id, run["definition"], run["state"],
+                           decode_signature(run.get("signature")), float(run["created"]),
+                           float(run["updated"]),
+                           [BatchRecord.decode(b, r) for b, r in batches.items()])
+
+    async def finish(self, run_id: str, now: float) -> bool:
+        return bool(await self._finish(keys=_keys(run_id), args=[FINISHED, repr(now),
+                                                                 self.ttl_ms]))
+
+    async def delete(self, run_id: str) -> bool:
+        return bool(await self._client.delete(*_keys(run_id)))
+
+    async def sweep(self, now: float) -> int:
+        return 0  # keys expire on their own (TTL renewed by every write)

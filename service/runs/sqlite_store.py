@@ -1,0 +1,173 @@
+"""The embedded run store: one SQLite file in a data directory, WAL mode, no setup.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction (the batch record and the run's counter
+together), committed with ``synchronous=FULL`` before the caller is answered: a batch that was
+acknowledged survives a SIGKILL (and a power cut), and one that was not committed is simply
+absent, so the client's retry counts it once. Several processes may share the file (``--workers``
+or replicas on one host): SQLite's locking serializes the writers (``busy_timeout``).
+The blocking calls run on one dedicated thread per store, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ..losses._aggregate import Signature
+from .store import (FINISHED, OPEN, AddOutcome, Added, BatchRecord, RunSnapshot,
+                    decode_signature, encode_signature)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    state TEXT NOT NULL,
+    signature TEXT,
+    batches INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, batch_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated);
+"""
+
+
+class SqliteStore:
+    """Runs in ``directory/runs.sqlite3``; runs idle longer than ``retention_s`` are swept
+    (0: kept until deleted)."""
+
+    def __init__(self, directory: Path, retention_s: float) -> None:
+        self.path = Path(directory) / "runs.sqlite3"
+        self.retention_s = retention_s
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="lossd-runs-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._db is not None
+            return fn(self._db)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            with _transaction(db):
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            self._db = db
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._call(lambda db: db.close())
+            self._db = None
+        self._thread.shutdown(wait=True)
+
+    async def create(self, run_id: str, definition: str, now: float) -> str:
+        def create(db: sqlite3.Connection) -> str:
+            with _transaction(db):
+                db.execute("INSERT OR IGNORE INTO runs (id, definition, state, created, updated)"
+                           " VALUES (?, ?, ?, ?, ?)", (run_id, definition, OPEN, now, now))
+                return db.execute("SELECT definition FROM runs WHERE id = ?",
+                                  (run_id,)).fetchone()[0]
+        return await self._call(create)
+
+    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
+                  expected_batches: int, now: float) -> AddOutcome:
+        def add(db: sqlite3.Connection) -> AddOutcome:
+            with _transaction(db):
+                run = db.execute("SELECT state, signature, batches FROM runs WHERE id = ?",
+                                 (run_id,)).fetchone()
+                if run is None:
+                    return AddOutcome(Added.NOT_FOUND)
+                state, stored_signature, batches = run
+                existing = db.execute("SELECT record FROM batches WHERE run_id = ? AND "
+                                      "batch_id = ?", (run_id, record.batch_id)).fetchone()
+                if existing is not None:
+                    same = BatchRecord.decode(record.batch_id, existing[0]).digest == record.digest
+                    return AddOutcome(Added.DUPLICATE if same else Added.CONFLICT, batches)
+                if state != OPEN:
+                    return AddOutcome(Added.FINISHED, batches)
+                fixed = decode_signature(stored_signature)
+                if fixed is not None and fixed.key != signature.key:
+                    return AddOutcome(Added.MISMATCH, batches, fixed.text)
+                if 0 < expected_batches <= batches:
+                    return AddOutcome(Added.FULL, batches)
+                db.execute("INSERT INTO batches (run_id, batch_id, record) VALUES (?, ?, ?)",
+                           (run_id, record.batch_id, record.encode()))
+                db.execute("UPDATE runs SET batches = batches + 1, updated = ?, "
+                           "signature = COALESCE(signature, ?) WHERE id = ?",
+                           (now, encode_signature(signature), run_id))
+                return AddOutcome(Added.COUNTED, batches + 1)
+        return await self._call(add)
+
+    async def load(self, run_id: str) -> RunSnapshot | None:
+        def load(db: sqlite3.Connection) -> RunSnapshot | None:
+            with _transaction(db, "BEGIN"):  # one consistent read
+                run = db.execute("SELECT definition, state, signature, created, updated "
+                                 "FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if run is None:
+                    return None
+                rows = db.execute("SELECT batch_id, record FROM batches WHERE run_id = ?",
+                                  (run_id,)).fetchall()
+            definition, state, signature, created, updated = run
+            return RunSnapshot(run_id, definition, state, decode_signature(signature), created,
+                               updated, [BatchRecord.decode(b, r) for b, r in rows])
+        return await self._call(load)
+
+    async def finish(self, run_id: str, now: float) -> bool:
+        def finish(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                return db.execute("UPDATE runs SET state = ?, updated = ? WHERE id = ?",
+                                  (FINISHED, now, run_id)).rowcount > 0
+        return await self._call(finish)
+
+    async def delete(self, run_id: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                db.execute("DELETE FROM batches WHERE run_id = ?", (run_id,))
+                return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+        return await self._call(delete)
+
+    async def sweep(self, now: float) -> int:
+        if self.retention_s <= 0:
+            return 0
+        cutoff = now - self.retention_s
+
+        def sweep(db: sqlite3.Connection) -> int:
+            with _transaction(db):
+                db.execute("DELETE FROM batches WHERE run_id IN "
+                           "(SELECT id FROM runs WHERE updated < ?)", (cutoff,))
+                return db.execute("DELETE FROM runs WHERE updated < ?", (cutoff,)).rowcount
+        return await self._call(sweep)
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` (take the write lock up front: no upgrade deadlocks) ... COMMIT,
+    ROLLBACK on any error."""
+
+    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> None:
+        self.db, self.begin = db, begin
+
+    def __enter__(self) -> None:
+        self.db.execute(self.begin)
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")

@@ -1,0 +1,124 @@
+"""What a run store keeps, and the interface every store implements.
+
+A run is a definition (loss, options, expected batch count; immutable), a state (open or
+finished), the signature its first batch fixed, and one record per counted batch id. Stores keep
+*per-batch* records, keyed by (run, batch id): adding is one atomic "insert unless present",
+which is what makes a retried batch count once, and a crash between commit and answer harmless
+(the retry finds the record). The aggregate is computed from the records when read
+(``Stats.combine``: exact and independent of arrival order).
+
+Implementations: :class:`~service.runs.sqlite_store.SqliteStore` (embedded, WAL) and
+:class:`~service.runs.redis_store.RedisStore` (shared by replicas; Lua scripts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from ..losses._aggregate import Signature, Stats
+
+OPEN, FINISHED = "open", "finished"
+
+
+class Added(str, Enum):
+    """Outcome of adding one batch record."""
+
+    COUNTED = "counted"  # new batch id: stored and counted
+    DUPLICATE = "duplicate"  # same batch id and same data: already counted, nothing changed
+    CONFLICT = "conflict"  # same batch id, different data: refused
+    NOT_FOUND = "not_found"
+    FINISHED = "finished"  # the run takes no more batches
+    MISMATCH = "mismatch"  # signature differs from the run's first batch
+    FULL = "full"  # expected_batches already counted
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    added: Added
+    batches: int = 0  # batches counted in the run after this call
+    signature: str = ""  # the run's signature text (for MISMATCH messages)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One counted batch: who sent it, a digest of its data, its statistics."""
+
+    batch_id: str
+    worker: str
+    digest: str
+    stats: Stats
+
+    def encode(self) -> str:
+        """Compact JSON; floats as hex so nan, ±inf and every bit survive."""
+        s = self.stats
+        return json.dumps({"w": self.worker, "d": self.digest,
+                           "s": [s.total.hex(), s.scaled.hex(), s.weight.hex(), s.rows,
+                                 s.elements]}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, batch_id: str, text: str | bytes) -> BatchRecord:
+        obj = json.loads(text)
+        total, scaled, weight, rows, elements = obj["s"]
+        return cls(batch_id, obj["w"], obj["d"], Stats(float.fromhex(total),
+                                                       float.fromhex(scaled),
+                                                       float.fromhex(weight), rows, elements))
+
+
+def encode_signature(sig: Signature) -> str:
+    return json.dumps({"key": sig.key, "text": sig.text, "dtype": sig.dtype})
+
+
+def decode_signature(text: str | bytes | None) -> Signature | None:
+    if not text:
+        return None
+    obj = json.loads(text)
+    return Signature(obj["key"], obj["text"], obj["dtype"])
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run as stored: ``definition`` is the JSON the manager wrote at creation."""
+
+    run_id: str
+    definition: str
+    state: str
+    signature: Signature | None
+    created: float
+    updated: float
+    batches: list[BatchRecord]
+
+
+class RunStore(Protocol):
+    """Storage of runs. Every method is atomic on its own (and across processes)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create(self, run_id: str, definition: str, now: float) -> str:
+        """Create ``run_id`` unless it exists; returns the stored definition either way."""
+
+    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
+                  expected_batches: int, now: float) -> AddOutcome:
+        """Insert ``record`` unless its batch id is present (then DUPLICATE or CONFLICT by
+        digest); refuses on a finished run, a signature other than the first batch's, or a run
+        with ``expected_batches`` (> 0) already counted."""
+
+    async def load(self, run_id: str) -> RunSnapshot | None: ...
+
+    async def finish(self, run_id: str, now: float) -> bool:
+        """Mark finished; False when there is no such run."""
+
+    async def delete(self, run_id: str) -> bool:
+        """Remove the run and its batches; False when there was none."""
+
+    async def sweep(self, now: float) -> int:
+        """Drop runs not updated within the retention; returns how many."""
+
+
+def definition_json(obj: dict[str, Any]) -> str:
+    """Canonical JSON (sorted keys), so equal definitions compare equal as text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
