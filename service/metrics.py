@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.registry import Collector
 
 # sub-millisecond resolution: a small loss answers in tens of microseconds
 LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
@@ -18,16 +19,31 @@ LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+class MultiProcessRegistry(CollectorRegistry):
+    """Collects the values every worker wrote to ``directory``. Metrics registered here are not
+    collected directly (that would count this process twice): their values reach the scrape
+    through their files, so any module can register on ``Metrics.registry`` in either mode."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.collector = multiprocess.MultiProcessCollector(None, directory)
+        super().register(self.collector)
+
+    def register(self, collector: Collector) -> None:
+        pass
+
+    def unregister(self, collector: Collector) -> None:
+        pass
+
+
 class Metrics:
     """Every metric family lossd exports; one instance per process."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r: CollectorRegistry | None = self.registry
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        if directory:  # values go to files; registering the metrics too would count them twice
-            multiprocess.MultiProcessCollector(self.registry, directory)
-            r = None
+        self.registry = registry or (MultiProcessRegistry(directory) if directory
+                                     else CollectorRegistry())
+        r = self.registry
         self.requests = Counter("lossd_requests", "Requests answered, by loss, protocol and "
                                 "code", ["loss", "protocol", "code"], registry=r)
         self.request_seconds = Histogram("lossd_request_duration_seconds", "Time from decoded "

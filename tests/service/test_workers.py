@@ -51,6 +51,9 @@ def test_workers_share_both_ports(spawn) -> None:
     for _ in range(40):  # every worker's /metrics counts the requests of both
         response = httpx.get(f"{server.url}/metrics")
         assert _requests_total(response.text) == {"rest": rest_calls, "grpc": grpc_calls}
+        series = [line.rsplit(" ", 1)[0] for line in response.text.splitlines()
+                  if not line.startswith("#")]
+        assert len(series) == len(set(series)), "a series is exported twice"
         scraped_by.add(response.headers["x-lossd-pid"])
         if scraped_by == pids:
             break
