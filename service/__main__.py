@@ -27,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from .api.grpc_native import create_grpc_server
+from .api import tls
 from .api.rest import create_app
 from .api.grpc_runs import run_service
 from .api.rest_evaluation import add_evaluation_routes
@@ -85,6 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     http = _HttpServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                       http="httptools", timeout_keep_alive=30,
                                       limit_concurrency=None, server_header=False,
+                                      **tls.uvicorn_options(settings),
                                       headers=[("X-Lossd-Pid", str(os.getpid()))]))
     runs = RunManager(settings, engine)
     add_evaluation_routes(app, settings, engine, runs)

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
                                                 "api_keys)")
     metrics_auth: bool = Field(False, description="require an API key for /metrics too")
 
+    tls_cert_file: str = Field("", description="PEM certificate (chain) for both servers; "
+                                                "empty: no TLS")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
+    tls_client_ca_file: str = Field("", description="PEM CA that gRPC client certificates "
+                                                     "must chain to (mutual TLS; REST unchanged)")
+
     runs_store: Literal["sqlite", "redis"] = Field(
         "sqlite", description="where evaluation runs live: sqlite (embedded, in runs_dir) or "
                               "redis (shared by replicas, at redis_url)")

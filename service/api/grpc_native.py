@@ -27,7 +27,7 @@ from ..errors import ErrorCode, InvalidArgument, LossdError, MalformedRequest
 from ..losses import REGISTRY, Result, get_spec
 from ..losses._aggregate import Aggregate
 from ..settings import Settings
-from . import codec
+from . import codec, tls
 from .auth import GrpcAuth
 from .describe import describe_all
 
@@ -271,7 +271,7 @@ class GrpcServer:
             names += add(self.server)
         self.services = names
         reflection.enable_server_reflection(names, self.server, pool=reflection_pool)
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        self.port = tls.add_port(self.server, f"{settings.host}:{settings.grpc_port}", settings)
 
     async def start(self) -> None:
         await self.server.start()

@@ -26,7 +26,7 @@ from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, Malfo
                       NotFound, PayloadTooLarge)
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
-from . import codec, schema
+from . import codec, limits, schema
 from .auth import RestAuth
 from .describe import describe, describe_all
 
@@ -63,6 +63,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes, settings: Settings) -> dict[str, Any]:
+    limits.check_json_depth(body, settings.max_json_depth)
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -92,7 +93,7 @@ class ComputeCall:
     def __init__(self, loss: str, body: Any, settings: Settings, where: str = "") -> None:
         if not isinstance(body, dict):
             raise MalformedRequest(f"{where}body: expected an object", field=f"{where}body")
-        unknown = set(body) - {"inputs", "options", "grad", "loss"}
+        unknown = set(body) - {"inputs", "options", "grad"} - ({"loss"} if where else set())
         if unknown:
             raise MalformedRequest(f"{where}{sorted(unknown)[0]}: unknown field; expected "
                                    f"inputs, options, grad", field=f"{where}{sorted(unknown)[0]}")
@@ -232,7 +233,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     @app.get("/v1/losses/{name}", tags=["losses"], summary="One loss",
              response_model=schema.LossInfo, responses=schema.ERRORS)
-    async def get_loss(name: str) -> Response:
+    async def get_loss(name: schema.LossName) -> Response:
         try:
             return json_response(describe(get_spec(name)))
         except LossdError as error:
@@ -241,7 +242,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @app.post("/v1/losses/{name}", tags=["losses"], summary="Compute a loss (and gradients)",
               response_model=schema.ComputeResponse, responses=schema.ERRORS,
               openapi_extra=schema.compute_body())
-    async def compute(name: str, request: Request) -> Response:
+    async def compute(name: schema.LossName, request: Request) -> Response:
         async def handle() -> Response:
             body = parse_json(await read_body(request, settings.max_body_bytes), settings)
             call = ComputeCall(name, body, settings)
@@ -261,14 +262,25 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                 raise MalformedRequest("requests: expected {\"requests\": [...]}",
                                        field="requests")
             timeout = _timeout(request)
-
-            async def one(i: int, item: Any) -> dict[str, Any]:
+            # a malformed item fails the whole request (422, like any schema error); an item
+            # that is well-formed but wrong (unknown loss, bad shape) answers its own error
+            calls: list[ComputeCall | LossdError] = []
+            for i, item in enumerate(items):
                 where = f"requests[{i}]."
+                if not isinstance(item, dict) or not isinstance(item.get("loss"), str):
+                    raise MalformedRequest(f"{where}loss: expected a loss name",
+                                           field=f"{where}loss")
                 try:
-                    if not isinstance(item, dict) or not isinstance(item.get("loss"), str):
-                        raise MalformedRequest(f"{where}loss: expected a loss name",
-                                               field=f"{where}loss")
-                    call = ComputeCall(item["loss"], item, settings, where)
+                    calls.append(ComputeCall(item["loss"], item, settings, where))
+                except MalformedRequest:
+                    raise
+                except LossdError as error:
+                    calls.append(error)
+
+            async def one(call: ComputeCall | LossdError) -> dict[str, Any]:
+                try:
+                    if isinstance(call, LossdError):
+                        raise call
                     result = await engine.compute(call.loss, call.arrays, call.options,
                                                   grad=call.grad, timeout=timeout)
                     return call.encode(result)
@@ -276,7 +288,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                     return {"error": error.to_dict()}
 
             results = await run_watching_client(
-                request, asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+                request, asyncio.gather(*(one(call) for call in calls)))
             return json_response({"results": results})
         return await guarded("batch", request, handle)
 

@@ -3,9 +3,12 @@ request bodies)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
+
+from ..losses import REGISTRY
 
 DESCRIPTION = (
     "Deep-learning losses and their gradients, computed exactly as PyTorch 2.13 does. "
@@ -15,6 +18,9 @@ DESCRIPTION = (
 TAGS = [{"name": "losses", "description": "the losses"},
         {"name": "health", "description": "liveness, readiness, metrics"}]
 
+LossName = Annotated[str, Path(description="a loss (GET /v1/losses lists them); any other "
+                                           "name answers 404",
+                               json_schema_extra={"enum": sorted(REGISTRY)})]
 DTYPES = ["float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
           "uint8", "bool"]
 NUMBER = {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity",
@@ -58,8 +64,13 @@ def compute_body() -> dict[str, Any]:
 
 
 def batch_body() -> dict[str, Any]:
+    # The envelope is checked for the whole request (422); what is inside an item's inputs and
+    # options (and its loss name) is checked per item, answered in that item's own error.
     item = {**COMPUTE, "required": ["loss", "inputs"],
-            "properties": {**COMPUTE["properties"], "loss": {"type": "string"}}}
+            "description": "the body of POST /v1/losses/{name} plus the loss name; a wrong "
+                           "loss, tensor or option answers this item's own error",
+            "properties": {**COMPUTE["properties"], "loss": {"type": "string"},
+                           "inputs": {"type": "object"}, "options": {"type": "object"}}}
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "required": ["requests"], "additionalProperties": False,
                    "properties": {"requests": {"type": "array", "items": item}}},

@@ -30,10 +30,11 @@ class RunningServer:
     grpc_port: int
     log_path: Path
     log_file: Any
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -52,8 +53,11 @@ class RunningServer:
 
 
 def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: float = 30.0) -> RunningServer:
-    """``lossd serve`` with ``args`` on free ports; returns once /readyz answers 200."""
+                 wait: float = 30.0, verify: Any = None) -> RunningServer:
+    """``lossd serve`` with ``args`` on free ports; returns once /readyz answers 200.
+
+    ``verify`` (a CA file or SSL context) means the server speaks HTTPS.
+    """
     http_port, grpc_port = free_port(), free_port()
     log_path = tmp_dir / f"lossd-{http_port}.log"
     log_file = log_path.open("w")
@@ -62,14 +66,16 @@ def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
          "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--no-log-json", *args],
         cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})})
-    server = RunningServer(process, http_port, grpc_port, log_path, log_file)
+    server = RunningServer(process, http_port, grpc_port, log_path, log_file,
+                           "http" if verify is None else "https")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log_file.close()
             raise RuntimeError(f"lossd exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/readyz", timeout=1,
+                         verify=True if verify is None else verify).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
