@@ -136,7 +136,8 @@ def signature(call: Prepared) -> Signature:
     key = hashlib.blake2b(repr((call.reduction, batch_key(call, axes))).encode(),
                           digest_size=16).hexdigest()
     tensors = []
-    for name, array in call.arrays.items():
+    for name in (t.name for t in call.spec.tensors if t.name in call.arrays):
+        array = call.arrays[name]
         dims = [("N" if i == axes[name] else str(d)) for i, d in enumerate(array.shape)] if (
             name in axes) else [str(d) for d in array.shape]
         fixed = "" if name in axes else " (fixed)"

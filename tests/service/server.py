@@ -65,7 +65,7 @@ def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
          "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--no-log-json", *args],
         cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})})
+        env={**os.environ, "LOSSD_RUNS_DIR": str(tmp_dir / "runs"), **(env or {})})
     server = RunningServer(process, http_port, grpc_port, log_path, log_file,
                            "http" if verify is None else "https")
     deadline = time.monotonic() + wait
