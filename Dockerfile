@@ -30,11 +30,14 @@ RUN [ -n "${PIP_CERT:-}" ] || unset PIP_CERT; \
 FROM base
 RUN groupadd --system --gid 10001 lossd \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin lossd
+        --shell /usr/sbin/nologin lossd \
+ && install -d -o 10001 -g 10001 /var/lib/lossd
 COPY --from=build /opt/lossd /opt/lossd
+# evaluation runs (sqlite store) live in /var/lib/lossd: mount a volume there to keep them
 ENV PATH=/opt/lossd/bin:$PATH \
     LOSSD_HOST=0.0.0.0 \
-    LOSSD_LOG_JSON=true
+    LOSSD_LOG_JSON=true \
+    LOSSD_RUNS_DIR=/var/lib/lossd/runs
 # numeric, so Kubernetes' runAsNonRoot can verify it
 USER 10001:10001
 EXPOSE 8000 50051

@@ -301,7 +301,10 @@ def _stream_requests(loss: str, batches: Iterable[dict[str, Any]], options: dict
         yield grpc_request(loss, grad, {**batch, **options})
 
 
-OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+# round_robin: a target that resolves to several servers (a headless Kubernetes Service,
+# "dns:///lossd-grpc.ns.svc.cluster.local:50051") spreads calls over all of them
+OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+           ("grpc.lb_policy_name", "round_robin")]
 
 
 class GrpcClient:

@@ -59,3 +59,15 @@ def test_workers_share_both_ports(spawn) -> None:
             break
     assert scraped_by == pids
     assert server.terminate() == 0, server.log()
+
+
+def test_grpc_client_round_robins_over_resolved_addresses(spawn) -> None:
+    """What the headless Service gives a client in Kubernetes: one name, several pods."""
+    servers = [spawn(), spawn()]
+    target = "ipv4:" + ",".join(s.grpc_target for s in servers)
+    with GrpcClient(target) as client:
+        for i in range(8):
+            out = client.compute("mse", input=np.array([float(i), 2.0]), target=np.array(TARGET))
+            assert float(out.loss) == _mse(i)
+    served = [_requests_total(httpx.get(f"{s.url}/metrics").text).get("grpc", 0) for s in servers]
+    assert sum(served) == 8 and min(served) > 0, served
