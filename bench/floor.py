@@ -34,8 +34,10 @@ async def serve_grpc(port: int) -> None:
     server = grpc.aio.server(options=server_options(settings))
     handler = grpc.unary_unary_rpc_method_handler(compute, request_deserializer=None,
                                                   response_serializer=None)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "lossd.v1.LossService", {"Compute": handler}),))
+    server.add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler("lossd.v1.LossService", {"Compute": handler}),
+        grpc.method_handlers_generic_handler("inference.GRPCInferenceService",
+                                             {"ModelInfer": handler})))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()

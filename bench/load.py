@@ -1,7 +1,9 @@
 """Closed-loop load generator (run in its own process): C concurrent callers, each sending the
 same pre-encoded request as soon as its previous answer arrives, for a fixed time.
 
-    python -m bench.load grpc|rest TARGET PAYLOAD_FILE CONCURRENCY SECONDS [PATH]
+    python -m bench.load grpc|rest TARGET PAYLOAD_FILE CONCURRENCY SECONDS PATH
+
+PATH is the HTTP path, or the gRPC method (``/lossd.v1.LossService/Compute``).
 
 Prints one JSON line: requests, errors, seconds, latency percentiles (ms), bytes sent.
 HTTP uses a minimal keep-alive HTTP/1.1 client on asyncio streams (so the client costs little
@@ -32,11 +34,11 @@ async def _grpc_worker(stub, payload: bytes, stop: float, lat: list[float], erro
             errors.append(1)
 
 
-async def run_grpc(target: str, payload: bytes, concurrency: int, seconds: float
+async def run_grpc(target: str, method: str, payload: bytes, concurrency: int, seconds: float
                    ) -> tuple[list[float], int]:
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
-        stub = channel.unary_unary("/lossd.v1.LossService/Compute", request_serializer=None,
+        stub = channel.unary_unary(method, request_serializer=None,
                                    response_deserializer=None)
         await stub(payload, timeout=60)  # connect and warm up
         lat: list[float] = []
@@ -88,7 +90,8 @@ def main(argv: list[str]) -> None:
     payload = Path(payload_file).read_bytes()
     started = time.perf_counter()
     if kind == "grpc":
-        lat, errors = uvloop.run(run_grpc(target, payload, int(concurrency), float(seconds)))
+        lat, errors = uvloop.run(run_grpc(target, argv[5], payload, int(concurrency),
+                                          float(seconds)))
     else:
         lat, errors = uvloop.run(run_http(target, argv[5], payload, int(concurrency),
                                           float(seconds)))

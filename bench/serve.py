@@ -56,6 +56,18 @@ class Workload:
     def grpc_bytes(self) -> bytes:
         return grpc_request(self.loss, False, dict(self.arrays)).SerializeToString()
 
+    def v2_grpc_bytes(self) -> bytes:
+        """The same call as an Open Inference Protocol ModelInfer with raw_input_contents."""
+        from service._proto.inference import grpc_predict_v2_pb2 as v2
+        from service.api.v2 import V2_DATATYPES
+        request = v2.ModelInferRequest(model_name=self.loss)
+        for name, array in self.arrays.items():
+            request.inputs.add(name=name, datatype=V2_DATATYPES[array.dtype.name],
+                               shape=array.shape)
+            request.raw_input_contents.append(array.astype(array.dtype.newbyteorder("<"))
+                                              .tobytes())
+        return request.SerializeToString()
+
     def rest_bytes(self) -> bytes:
         def enc(a: np.ndarray):
             if self.rest_encoding == "list":
@@ -124,16 +136,20 @@ def start(server: str, flags: list[str]) -> tuple[subprocess.Popen, int, int]:
 
 def measure(workload: Workload, transport: str, server: str, concurrency: int, seconds: float,
             flags: list[str]) -> dict:
-    kind = "floor-" + transport if server == "floor" else "lossd"
+    kind = ("floor-rest" if transport == "rest" else "floor-grpc") if server == "floor" else "lossd"
     proc, http, grpc_port = start(kind, flags)
     try:
+        payload = {"grpc": workload.grpc_bytes, "v2-grpc": workload.v2_grpc_bytes,
+                   "rest": workload.rest_bytes}[transport]()
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
-            f.write(workload.grpc_bytes() if transport == "grpc" else workload.rest_bytes())
-        target = f"127.0.0.1:{grpc_port if transport == 'grpc' else http}"
-        cmd = [sys.executable, "-m", "bench.load", transport, target, f.name, str(concurrency),
+            f.write(payload)
+        target = f"127.0.0.1:{http if transport == 'rest' else grpc_port}"
+        kind_arg = "rest" if transport == "rest" else "grpc"
+        cmd = [sys.executable, "-m", "bench.load", kind_arg, target, f.name, str(concurrency),
                str(seconds)]
-        if transport == "rest":
-            cmd.append(f"/v1/losses/{workload.loss}")
+        cmd.append(f"/v1/losses/{workload.loss}" if transport == "rest" else
+                   "/inference.GRPCInferenceService/ModelInfer" if transport == "v2-grpc" else
+                   "/lossd.v1.LossService/Compute")
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True,
                              timeout=seconds + 120)
         result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -149,9 +165,9 @@ def scenarios(full: bool) -> list[tuple[str, Workload, str, list[int], list[str]
     """(name, workload, transport, concurrencies, lossd flags)."""
     conc = [1, 8, 32, 128] if full else [1, 32]
     out = []
-    for transport in ("grpc", "rest"):
+    for transport in ("grpc", "v2-grpc", "rest"):
         out.append((f"small {transport}", small(), transport, conc, []))
-    for transport in ("grpc", "rest"):
+    for transport in ("grpc", "v2-grpc", "rest"):
         out.append((f"large {transport}", large(1_000_000), transport, [2], []))
     if full:
         out.append(("small grpc, batching off", small(), "grpc", [128],
