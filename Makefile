@@ -33,8 +33,13 @@ golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
 proto: $(STAMP)  ## regenerate service/_proto from protos/
 	$(PY) protos/generate.py
 
-bench: $(STAMP)  ## lossd vs the bare transport floor (docs/benchmarks.md)
-	$(PY) -m bench.serve
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/img/)
+	$(PY) -m bench.serve --full
+	$(PY) -m bench.plots
 
 soak: $(STAMP)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300
