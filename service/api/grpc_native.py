@@ -7,6 +7,7 @@ arrays with ``np.frombuffer``: no copy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -170,6 +171,9 @@ class LossService:
         except LossdError as error:
             code = error.code.value
             await _abort(context, error)
+        except asyncio.CancelledError:  # the caller cancelled or its deadline passed
+            code = "CANCELLED"
+            raise
         except Exception:
             log.exception("Compute failed")
             await _abort(context, LossdError("internal error; the incident is logged"))

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..engine import Engine
 from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, MalformedRequest,
@@ -28,6 +29,7 @@ from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
 from . import codec, limits, schema
 from .auth import RestAuth
+from .disconnect import QuietDisconnect
 from .describe import describe, describe_all
 
 log = logging.getLogger("lossd.rest")
@@ -54,11 +56,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body: at most {limit} bytes; got more", field="body")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body: at most {limit} bytes; got more", field="body")
+            chunks.append(chunk)
+    except ClientDisconnect:  # hung up mid-body: nothing to answer (see disconnect.py)
+        raise asyncio.CancelledError("client disconnected") from None
     return b"".join(chunks)
 
 
@@ -164,6 +169,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     metrics = engine.metrics
     app = FastAPI(title="lossd", version="0.1.0", description=schema.DESCRIPTION,
                   openapi_tags=schema.TAGS)
+    app.add_middleware(QuietDisconnect)
     keys = settings.keys()
     if keys:
         app.add_middleware(RestAuth, keys=keys, metrics_open=not settings.metrics_auth)
