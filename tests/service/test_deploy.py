@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -219,3 +220,12 @@ def test_metric_names_exist(path: Path, exported: dict[str, set[str]]) -> None:
         used |= {label.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", expr)
                  for label in group.split(",") if label.strip()}
         assert used <= labels, f"{path.name}: labels {sorted(used - labels)} in {expr}"
+
+
+def test_config_reference_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("gen_config", ROOT / "docs" / "gen_config.py")
+    assert spec and spec.loader
+    gen_config = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_config)
+    page = gen_config.PAGE.read_text()
+    assert gen_config.render(page) == page, "run: python docs/gen_config.py"
