@@ -43,6 +43,7 @@ BASE = "localhost/lossd-base:bookworm"
 IMAGE = "localhost/lossd:test"
 RUNTIME = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 DRAIN_SECONDS = 10.0
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}  # binary -> package
 
 
@@ -88,8 +89,10 @@ def build_base() -> None:
 def build_image() -> None:
     cmd = ["podman", "build", *RUNTIME, "--network", "host", "--format", "docker",
            "--from", BASE, "-t", IMAGE]
-    cert = os.environ.get("PIP_CERT", "")
-    if cert and Path(cert).exists():  # this machine's outbound TLS is re-signed by a local CA
+    # the host's CA bundle: on machines whose outbound TLS is re-signed by a local CA it is the
+    # one that trusts it (PIP_CERT names it; Debian's bundle otherwise)
+    cert = os.environ.get("PIP_CERT") or HOST_CA_BUNDLE
+    if Path(cert).exists():
         folder = str(Path(cert).parent)
         cmd += ["-v", f"{folder}:{folder}:ro", "--build-arg", f"PIP_CERT={cert}"]
     if os.environ.get("PIP_INDEX_URL"):
