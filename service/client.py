@@ -8,11 +8,11 @@
 
 Dataset-level losses: ``lossd.evaluate("cross_entropy", batches, weight=w)`` streams an
 iterable of ``{"input": ..., "target": ...}`` batches and returns the loss over all of them
-(:class:`Evaluation`); runs shared by many workers: ``create_run``, ``add_batch`` (idempotent per
-batch id), ``run``, ``finish_run``, ``delete_run`` (REST :class:`Client`).
+(:class:`Evaluation`); runs shared by many workers: ``create_run``, ``add_batch``
+(idempotent per batch id), ``run``, ``finish_run``, ``delete_run`` (REST :class:`Client`).
 
-``GrpcClient("localhost:50051")`` has the same compute and evaluate methods; ``AsyncClient`` and ``AsyncGrpcClient``
-are their asyncio twins. Tensors travel as raw little-endian bytes (b64 over REST). Errors raise
+``GrpcClient("localhost:50051")`` has the same compute and evaluate methods; ``AsyncClient``
+and ``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64 over REST). Errors raise
 :class:`LossdClientError` with the server's code, message and field.
 """
 

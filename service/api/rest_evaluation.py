@@ -68,7 +68,7 @@ CREATE_BODY: dict[str, Any] = {
         "options": schema.COMPUTE["properties"]["options"],
         "expected_batches": {"type": ["integer", "null"], "minimum": 0,
                              "description": "refuse batches past this count (0/null: open)"},
-        "run_id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        "run_id": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
                    "description": "optional; creating it again with the same definition "
                                   "returns the run"}}}
 BATCH_BODY: dict[str, Any] = {
