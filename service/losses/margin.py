@@ -21,6 +21,7 @@ import numpy as np
 from ._checks import (broadcast_shape, check_index_range, check_min_ndim, check_ndim,
                       check_same_dtype, check_same_shape, check_shape, fail, shape_str,
                       unbroadcast)
+from ._parallel import keep, piecewise
 from ._reduce import Terms
 from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
 
@@ -47,6 +48,11 @@ def _expand(per_sample: np.ndarray, ndim: int) -> np.ndarray:
     return per_sample.reshape(per_sample.shape + (1,) * (ndim - per_sample.ndim))
 
 
+def _relu(z: np.ndarray) -> np.ndarray:
+    """``max(z, 0)`` with nan kept (``clip`` is several times faster than ``maximum``)."""
+    return np.asarray(np.clip(z, 0, np.inf))
+
+
 def _clamp_pass(z: np.ndarray) -> np.ndarray:
     """Mask of torch's ``clamp_min(z, 0)`` backward: 1 where ``z >= 0`` (kink included)."""
     return (z >= 0).astype(z.dtype)
@@ -70,17 +76,18 @@ def hinge_embedding_loss(input: np.ndarray, target: np.ndarray, *,
 
     Example: ``hinge_embedding_loss(np.array([0.3, 0.3]), np.array([1., -1.])) -> [0.3, 0.7]``
     """
-    zero = input.dtype.type(0)
-    own = np.where(target != -1, input, zero)
-    hinge = np.where(target != 1, np.maximum(margin - input, 0), zero)
-    return Terms(np.asarray(own + hinge))
+    own = keep(input, target != -1)
+    own += keep(_relu(margin - input), target != 1)
+    return Terms(own)
 
 
 def hinge_embedding_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                               margin: float = 1.0) -> dict[str, np.ndarray]:
     """``1{y != -1} - 1{y != 1}·1{m - x >= 0}``: the gradient passes at the kink ``x = m``."""
-    local = (target != -1).astype(input.dtype) - (target != 1) * _clamp_pass(margin - input)
-    return {"input": unbroadcast(local * upstream, input.shape)}
+    passes = (target != 1) & (margin - input >= 0)
+    local = np.subtract(target != -1, passes, dtype=input.dtype)
+    local *= upstream
+    return {"input": unbroadcast(local, input.shape)}
 
 
 # --- soft_margin ------------------------------------------------------------------------------
@@ -102,14 +109,20 @@ def soft_margin_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     Computed literally as torch does, NOT in the stable softplus form: ``-y·x`` beyond the
     exp range overflows to inf exactly where torch's does (x = -1000, y = 1 gives inf).
     """
-    return Terms(np.asarray(np.log1p(np.exp(-(input * target)))))
+    def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.log1p(np.exp(-(x * y)))
+
+    return Terms(piecewise(formula, input, target))
 
 
 def soft_margin_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
                           ) -> dict[str, np.ndarray]:
     """``-y·z/(1 + z)`` with ``z = exp(-y·x)`` (torch's backward; nan where z overflows)."""
-    z = np.exp(-(input * target))
-    return {"input": -target * z / (1 + z) * upstream}
+    def formula(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> np.ndarray:
+        z = np.exp(-(x * y))
+        return -y * z / (1 + z) * g
+
+    return {"input": piecewise(formula, input, target, upstream)}
 
 
 # --- margin_ranking ---------------------------------------------------------------------------
@@ -137,7 +150,7 @@ def margin_ranking_loss(input1: np.ndarray, input2: np.ndarray, target: np.ndarr
 
     Example: ``margin_ranking_loss(np.array([1.]), np.array([2.]), np.array([1.])) -> [1.]``
     """
-    return Terms(np.asarray(np.maximum(-target * (input1 - input2) + margin, 0)))
+    return Terms(_relu(-target * (input1 - input2) + margin))
 
 
 def margin_ranking_loss_grad(upstream: np.ndarray, input1: np.ndarray, input2: np.ndarray,
@@ -525,7 +538,7 @@ def _check_hinge(arrays: Arrays, options: dict[str, Any]) -> Arrays:
 
 
 def _hinge_margins(input: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return np.asarray(np.maximum(1 - target * input, 0))
+    return _relu(1 - target * input)
 
 
 def hinge_loss(input: np.ndarray, target: np.ndarray) -> Terms:
@@ -541,7 +554,8 @@ def hinge_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     Example: ``hinge_loss(np.array([[0.5, -2.]]), np.array([[1., 0.]])) -> [0.25]``
     """
     margins = _hinge_margins(input, target)
-    return Terms(np.asarray(margins.sum(axis=-1) / input.dtype.type(input.shape[-1])))
+    # einsum sums short rows several times faster than sum(axis=-1)
+    return Terms(np.asarray(np.einsum("...d->...", margins) / input.dtype.type(input.shape[-1])))
 
 
 def hinge_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray
@@ -567,7 +581,7 @@ def squared_hinge_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
                             ) -> dict[str, np.ndarray]:
     """``-2y·max(0, 1 - y·x)/D``; 0 where ``1 - y·x`` is nan (clamp_min's backward masks it)."""
     margins = 1 - target * input
-    local = np.where(margins >= 0, -2 * target * margins, 0)
+    local = keep(-2 * target * margins, margins >= 0)
     return {"input": local * _expand(upstream / input.dtype.type(input.shape[-1]), input.ndim)}
 
 
