@@ -44,6 +44,11 @@ bench: $(VENV)/.bench  ## lossd vs the bare transport floor (docs/benchmarks.md,
 soak: $(STAMP)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300
 
+fuzz: $(VENV)/.torch  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties
+	LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 $(PY) -m pytest -q -s \
+		tests/service/test_fuzz_rest.py tests/service/test_fuzz_grpc.py \
+		tests/service/test_codec_properties.py tests/core/test_loss_properties.py
+
 bench-core: $(VENV)/.torch
 	$(PY) -m bench.core
 

@@ -65,6 +65,9 @@ def check_shape(shape: Sequence[Any], field: str, limits: Limits) -> tuple[int, 
     if count > limits.max_tensor_elements:
         raise PayloadTooLarge(f"{field}: at most {limits.max_tensor_elements} elements per "
                               f"tensor; got {count}", field=field)
+    if math.prod(max(d, 1) for d in shape) > limits.max_tensor_elements:  # [0, 2**62] too
+        raise PayloadTooLarge(f"{field}: shape {list(shape)} spans more than "
+                              f"{limits.max_tensor_elements} elements", field=field)
     return tuple(shape)
 
 
@@ -114,7 +117,10 @@ def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any], field: 
         raise _fail(field, f"shape {list(dims)} needs {math.prod(dims)} values; "
                            f"got {len(values)}")
     target = np.float32 if dtype == BFLOAT16 else carrier.newbyteorder("=")
-    return _to_array(values, field, target).reshape(dims)
+    array = _to_array(values, field, target)
+    if array.ndim != 1:
+        raise _fail(field, "data must be a flat list of numbers")
+    return array.reshape(dims)
 
 
 def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
@@ -130,10 +136,14 @@ def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
         elif array.dtype == object or array.dtype.kind not in "biuf":
             raise _fail(field, "expected a (nested) list of numbers")
         if dtype is not None:
-            if np.dtype(dtype).kind in "iub" and array.dtype.kind == "f":
-                raise _fail(field, f"dtype {np.dtype(dtype).name} needs integer values; "
-                                   f"got floats")
-            array = array.astype(dtype)
+            target = np.dtype(dtype)
+            if target.kind in "iub" and array.dtype.kind == "f" and array.size:
+                raise _fail(field, f"dtype {target.name} needs integer values; got floats")
+            if target.kind in "iu" and array.dtype.kind in "iu" and array.size and (
+                    array.min() < np.iinfo(target).min or array.max() > np.iinfo(target).max):
+                raise _fail(field, f"values out of the range of {target.name}")
+            with np.errstate(over="ignore"):  # beyond float32/16: +-inf, as torch.tensor does
+                array = array.astype(target)
         return array
     except ValueError as exc:  # ragged nesting, too deep, out-of-range integers
         raise _fail(field, f"not a regular (nested) list of numbers: {exc}"[:300]) from None

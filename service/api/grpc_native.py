@@ -225,8 +225,9 @@ class LossService:
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: LossdError) -> None:
-    if error.field:
-        context.set_trailing_metadata((("lossd-field", error.field),))
+    if error.field:  # metadata must be printable ASCII; field names echo the request
+        field = error.field.encode("unicode_escape").decode("ascii")
+        context.set_trailing_metadata((("lossd-field", field),))
     await context.abort(GRPC_STATUS[error.code], error.message)
 
 
