@@ -2,7 +2,8 @@
 
 NumPy releases the GIL inside its ufunc loops, so a kernel run on aligned slices in a few
 threads uses every core, and a multi-pass kernel whose temporaries are piece-sized keeps them in
-cache. The results are bit-identical to one call on the whole arrays: elementwise work does not
+cache. Pieces are handed out one at a time, so a core busy with another process delays a call
+by at most the piece it holds, never by a fixed share of the work. The results are bit-identical to one call on the whole arrays: elementwise work does not
 depend on where the arrays are cut. Arrays under :data:`THRESHOLD` elements run inline (a thread
 hand-off costs tens of microseconds), and so does anything that is not plain aligned data.
 
@@ -18,6 +19,7 @@ A kernel writes its results into the output arrays it is given and returns nothi
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -27,7 +29,6 @@ import numpy as np
 
 THRESHOLD = 1 << 17  # elements; below this one inline call is faster
 PIECE = 1 << 16  # elements per piece: a few float32 temporaries of it stay in L2 cache
-ALIGN = 1 << 10  # cuts between the cores' shares fall on multiples of this (cache lines)
 
 Kernel = Callable[..., None]
 
@@ -50,18 +51,46 @@ def _pool() -> ThreadPoolExecutor | None:
             if cores > 1 else None)
 
 
-def _run_pieces(kernel: Kernel, flat: list[np.ndarray], outs: list[np.ndarray],
-                start: int, stop: int, errors: dict[str, str]) -> None:
-    """The pieces of ``[start, stop)``, under the caller's floating-point error settings (NumPy
-    keeps them per thread: a worker would otherwise warn where the caller said ignore)."""
-    _inside.active = True
-    try:
-        with np.errstate(**errors):
-            for lo in range(start, stop, PIECE):
-                cut = slice(lo, min(lo + PIECE, stop))
-                kernel(*(a[cut] for a in flat), *(o[cut] for o in outs))
-    finally:
-        _inside.active = False
+class _Job:
+    """The pieces of one call, handed out one at a time to whichever thread asks next.
+
+    A thread claims a piece, computes it, and counts it done; the caller works too and then
+    waits only for pieces other threads have claimed. A worker the OS has not scheduled yet
+    (the other core is busy) claims nothing and delays nothing: it finds no piece left.
+    """
+
+    def __init__(self, kernel: Kernel, flat: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        self.kernel, self.flat, self.outs = kernel, flat, outs
+        self.size = outs[0].size
+        self.count = -(-self.size // PIECE)
+        self.claims = itertools.count()  # next() is atomic under the GIL
+        self.errors = np.geterr()  # NumPy keeps these per thread: workers use the caller's
+        self.done = 0
+        self.failure: BaseException | None = None
+        self.finished = threading.Condition()
+
+    def work(self) -> None:
+        _inside.active = True
+        try:
+            with np.errstate(**self.errors):
+                while (index := next(self.claims)) < self.count:
+                    cut = slice(index * PIECE, min((index + 1) * PIECE, self.size))
+                    try:
+                        self.kernel(*(a[cut] for a in self.flat), *(o[cut] for o in self.outs))
+                    except BaseException as error:  # re-raised by the caller in wait()
+                        self.failure = error
+                    with self.finished:
+                        self.done += 1
+                        if self.done == self.count:
+                            self.finished.notify_all()
+        finally:
+            _inside.active = False
+
+    def wait(self) -> None:
+        with self.finished:
+            self.finished.wait_for(lambda: self.done == self.count)
+        if self.failure is not None:
+            raise self.failure
 
 
 def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int = 1,
@@ -88,18 +117,11 @@ def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int = 1,
     if size < THRESHOLD or not aligned or pool is None or getattr(_inside, "active", False):
         kernel(*arrays, *outs)
     else:
-        flat = [a.reshape(-1) for a in arrays]
-        flat_outs = [o.reshape(-1) for o in outs]
-        shares = _cores()
-        # one share per core, cut at multiples of ALIGN; the caller computes the last share
-        bounds = [min(-(-(size * i // shares) // ALIGN) * ALIGN, size)
-                  for i in range(shares + 1)]
-        errors = np.geterr()
-        futures = [pool.submit(_run_pieces, kernel, flat, flat_outs, lo, hi, errors)
-                   for lo, hi in zip(bounds[:-2], bounds[1:-1]) if hi > lo]
-        _run_pieces(kernel, flat, flat_outs, bounds[-2], bounds[-1], errors)
-        for future in futures:
-            future.result()
+        job = _Job(kernel, [a.reshape(-1) for a in arrays], [o.reshape(-1) for o in outs])
+        for _ in range(min(_cores() - 1, job.count - 1)):
+            pool.submit(job.work)
+        job.work()
+        job.wait()
     return outs[0] if outputs == 1 else tuple(outs)
 
 

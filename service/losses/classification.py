@@ -395,11 +395,12 @@ def kl_div(input: np.ndarray, target: np.ndarray, *, log_target: bool = False) -
     input's shape. ``batchmean`` divides the sum by ``input.shape[0]`` (not for 0-d input);
     ``mean`` is the plain elementwise mean (torch warns that it is not the true KL).
     """
-    if log_target:
-        values = np.exp(target) * (target - input)
-    else:
-        values = np.where(target == 0, 0, target * np.log(target)) - target * input  # xlogy
-    return Terms(np.asarray(values))
+    def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if log_target:
+            return np.exp(y) * (y - x)
+        return np.where(y == 0, 0, y * np.log(y)) - y * x  # xlogy
+
+    return Terms(piecewise(formula, input, target))
 
 
 def kl_div_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
@@ -407,13 +408,13 @@ def kl_div_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
     """Torch's autograd of its formula: ``∂/∂x = -y``, ``∂/∂y = log y + y/y - x``
     (xlogy's derivative, nan where y = 0 or y < 0); with log targets ``-eʸ`` and
     ``eʸ·(y - x + 1)``."""
-    if log_target:
-        exp = np.exp(target)
-        grad_x = -exp * upstream
-        grad_y = exp * (target - input + 1) * upstream
-    else:
-        grad_x = -target * upstream
-        grad_y = (np.log(target) + target / target - input) * upstream
+    def formula(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if log_target:
+            exp = np.exp(y)
+            return -exp * g, exp * (y - x + 1) * g
+        return -y * g, (np.log(y) + y / y - x) * g
+
+    grad_x, grad_y = piecewise(formula, input, target, upstream, outputs=2)
     return {"input": unbroadcast(grad_x, input.shape), "target": unbroadcast(grad_y, target.shape)}
 
 

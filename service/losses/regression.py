@@ -87,9 +87,7 @@ def _abs_diff(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
 
 def _sign_diff(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
     """torch.sign(x - y): 0 at 0 and at nan."""
-    np.subtract(x, y, out=out)
-    np.sign(out, out=out)
-    out[np.isnan(out)] = 0
+    _torch_sign(np.subtract(x, y), out=out)
 
 
 def _weighted(local: Callable[..., None]) -> Callable[..., None]:
@@ -489,11 +487,11 @@ def log_cosh_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarr
     return _pair_vjp(local, upstream, input, target)
 
 
-def _torch_sign(x: np.ndarray) -> np.ndarray:
-    """torch.sign: 0 at 0 and at nan (what abs() backpropagates)."""
-    sign = np.asarray(np.sign(x))
-    sign[np.isnan(sign)] = 0
-    return sign
+def _torch_sign(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """torch.sign: 0 at 0 and at nan (what abs() backpropagates), as ``(x > 0) - (x < 0)``
+    (faster than ``np.sign`` and its nan fix-up; ``np.sign`` in place is 10x slower still)."""
+    x = np.asarray(x)
+    return np.subtract(x > 0, x < 0, out=out, dtype=x.dtype)
 
 
 def mape_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Terms:
