@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeadlineExceeded, LossdError, Unavailable
-from ..losses import (Prepared, Result, Terms, cotangent, evaluate, finish, gradients, prepare,
-                      reduce)
+from ..losses import Prepared, Result, Terms, backward, evaluate, finish, prepare, reduce
 from ..losses._aggregate import Stats
 from ..losses._batch import batch_axes, batch_key, batch_size, concat, split_grads, split_terms
 from ..metrics import Metrics
@@ -267,7 +266,7 @@ def _compute_batch(group: list[_Pending]) -> list[Result | BaseException]:
         call = first.call
         terms = evaluate(call)
         loss = reduce(terms, call.reduction, empty_mean=spec.empty_mean)
-        grads = gradients(call, cotangent(terms, call.reduction)) if first.grad else {}
+        grads = backward(call, [(terms, call.reduction)]) if first.grad else {}
         return [_with_stats(first, finish(call, loss, grads), terms)]
     axes = first.axes
     assert axes is not None
@@ -276,9 +275,8 @@ def _compute_batch(group: list[_Pending]) -> list[Result | BaseException]:
     pieces = split_terms(evaluate(batched), sizes)
     per_request_grads: list[dict[str, np.ndarray]] = [{} for _ in group]
     if first.grad:
-        upstream = np.concatenate([cotangent(piece, item.call.reduction)
-                                   for piece, item in zip(pieces, group)])
-        per_request_grads = split_grads(gradients(batched, upstream), axes, sizes)
+        parts = [(piece, item.call.reduction) for piece, item in zip(pieces, group)]
+        per_request_grads = split_grads(backward(batched, parts), axes, sizes)
     return [_with_stats(item, finish(item.call, reduce(piece, item.call.reduction,
                                                        empty_mean=spec.empty_mean), grads), piece)
             for item, piece, grads in zip(group, pieces, per_request_grads)]

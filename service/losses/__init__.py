@@ -3,19 +3,20 @@
 Import surface:
     REGISTRY            name -> LossSpec (populated by importing the family modules below)
     compute()           validate + compute + reduce (+ gradient) one call
-    prepare/evaluate/gradients/finish   the same in steps, for the batching engine
+    prepare/evaluate/backward/finish    the same in steps, for the batching engine
     Terms, reduce, cotangent            per-sample values and their reduction
 """
 
 from __future__ import annotations
 
 from . import boxes, classification, margin, regression, segmentation, sequence  # noqa: F401
-from ._compute import Prepared, Result, compute, evaluate, finish, get_spec, gradients, prepare
-from ._reduce import Reduction, Terms, cotangent, reduce
+from ._compute import (Prepared, Result, backward, compute, evaluate, finish, get_spec,
+                       gradients, prepare)
+from ._reduce import Reduction, Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec, TensorSpec
 
 __all__ = [
-    "REGISTRY", "Kind", "LossSpec", "OptionSpec", "Prepared", "Reduction", "Result", "TensorSpec",
+    "REGISTRY", "Kind", "backward", "LossSpec", "OptionSpec", "Prepared", "Reduction", "Result", "TensorSpec",
     "Terms", "compute", "cotangent", "evaluate", "finish", "get_spec", "gradients", "prepare",
-    "reduce",
+    "reduce", "weights_cotangent",
 ]

@@ -8,7 +8,7 @@ the pure functions on trusted data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidArgument, NotFound
 from ._checks import fail
-from ._reduce import Terms, cotangent, reduce
+from ._reduce import Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
 
 if TYPE_CHECKING:
@@ -152,14 +152,29 @@ def evaluate(call: Prepared) -> Terms:
         return call.spec.fn(**call.arrays, **call.options)
 
 
-def gradients(call: Prepared, upstream: np.ndarray) -> dict[str, np.ndarray]:
-    """Vector-Jacobian product of the loss's ``values`` with ``upstream`` (shape of values)."""
+def gradients(call: Prepared, upstream: np.ndarray,
+              weights_upstream: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Vector-Jacobian product of the loss's ``values`` with ``upstream`` (shape of values),
+    plus ``weights_upstream`` (see ``weights_cotangent``) for the spec's ``weights_tensor``."""
     if call.spec.grad is None:
         raise InvalidArgument(f"loss {call.spec.name!r} has no gradient", field="grad")
     with np.errstate(all="ignore"):
         grads = call.spec.grad(upstream, **call.arrays, **call.options)
+        name = call.spec.weights_tensor
+        if weights_upstream is not None and name in grads:
+            grads[name] = grads[name] + weights_upstream
     # torch differentiates floating tensors only (an int64 target of MSE gets no gradient)
     return {k: v for k, v in grads.items() if k in call.dtypes and call.dtypes[k].kind == "f"}
+
+
+def backward(call: Prepared, parts: Sequence[tuple[Terms, str]]) -> dict[str, np.ndarray]:
+    """Gradients of each part's reduced loss, for a call whose terms are split into ``parts``
+    along axis 0, each ``(terms, reduction)`` (one part per request of a batch)."""
+    upstreams = [cotangent(terms, reduction) for terms, reduction in parts]
+    weights = [weights_cotangent(terms, reduction) for terms, reduction in parts]
+    return gradients(call, upstreams[0] if len(parts) == 1 else np.concatenate(upstreams),
+                     None if weights[0] is None else
+                     weights[0] if len(parts) == 1 else np.concatenate(weights))
 
 
 def compute(name: str, arrays: Mapping[str, np.ndarray],
@@ -173,7 +188,7 @@ def compute(name: str, arrays: Mapping[str, np.ndarray],
     call = prepare(name, arrays, options)
     terms = evaluate(call)
     loss = reduce(terms, call.reduction, empty_mean=call.spec.empty_mean)
-    grads = gradients(call, cotangent(terms, call.reduction)) if grad else {}
+    grads = backward(call, [(terms, call.reduction)]) if grad else {}
     return finish(call, loss, grads)
 
 

@@ -78,6 +78,18 @@ def reduce(terms: Terms, reduction: str, *, empty_mean: float = math.nan) -> np.
     raise ValueError(f"{reduction!r} is not a valid value for reduction")
 
 
+def weights_cotangent(terms: Terms, reduction: str) -> np.ndarray | None:
+    """d(reduced loss)/d(weights) (``None`` without weights): ``-mean / Σ weights`` for a
+    weighted mean, whose normaliser depends on the weights; 0 for the other reductions."""
+    if terms.weights is None:
+        return None
+    if reduction != Reduction.MEAN:
+        return np.zeros_like(terms.weights)
+    with np.errstate(all="ignore"):
+        mean = reduce(terms, reduction)
+        return np.full_like(terms.weights, -mean / terms.weights.sum(dtype=mean.dtype))
+
+
 def cotangent(terms: Terms, reduction: str) -> np.ndarray:
     """d(reduced loss)/d(values): what the gradient functions multiply by (shape of values)."""
     values = terms.values

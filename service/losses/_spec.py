@@ -142,6 +142,8 @@ class LossSpec:
             box losses return 0).
         batchable: extra condition for sharing a batch beyond the tensors' batch axes, e.g.
             "target has input's shape" where broadcasting would make concatenation wrong.
+        weights_tensor: the differentiable tensor that *is* ``Terms.weights`` (mse's and l1's
+            ``weight``): its gradient also gets the derivative of the mean's normaliser.
     """
 
     name: str
@@ -154,6 +156,7 @@ class LossSpec:
     grad: Callable[..., dict[str, np.ndarray]] | None = None
     empty_mean: float = math.nan
     batchable: Callable[[dict[str, np.ndarray]], bool] | None = None
+    weights_tensor: str | None = None
     summary: str = field(default="")
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ REAL_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, differentiable=
 TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
                     differentiable=True, description="ground truth")
 WEIGHT = TensorSpec("weight", "weight", "same shape as input", optional=True,
+                    differentiable=True,
                     description="per-element weight (torch 2.x functional `weight=`)")
 
 
@@ -90,6 +91,13 @@ def _sign_diff(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
     _torch_sign(np.subtract(x, y), out=out)
 
 
+def _weight_grad(loss: Callable[..., None], upstream: np.ndarray, input: np.ndarray,
+                 target: np.ndarray) -> np.ndarray:
+    """d(Σ upstream·w·l)/dw = upstream·l for a loss ``l`` weighted elementwise."""
+    unweighted = elementwise(loss, input, target)
+    return np.multiply(unweighted, upstream, out=unweighted)
+
+
 def _weighted(local: Callable[..., None]) -> Callable[..., None]:
     """``local`` times a same-shaped weight (the kernel's argument before ``out``)."""
     def kernel(x: np.ndarray, y: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
@@ -114,10 +122,12 @@ def l1_loss(input: np.ndarray, target: np.ndarray, *,
 
 def l1_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                  weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """d|x-y|/dx = sign(x - y), 0 at 0 (torch's choice at the kink) and 0 at nan (torch's sgn)."""
+    """d|x-y|/dx = sign(x - y), 0 at 0 (torch's choice at the kink) and 0 at nan (torch's sgn);
+    d/dw = |x - y| (the mean's normaliser Σw is differentiated generically)."""
     if weight is None:
         return _pair_vjp(_sign_diff, upstream, input, target)
-    return _pair_vjp(_weighted(_sign_diff), upstream, input, target, weight)
+    grads = _pair_vjp(_weighted(_sign_diff), upstream, input, target, weight)
+    return {**grads, "weight": _weight_grad(_abs_diff, upstream, input, target)}
 
 
 # --- MSE --------------------------------------------------------------------------------------
@@ -139,7 +149,8 @@ def mse_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *
     """d(x-y)²/dx = 2(x - y)."""
     if weight is None:
         return _pair_vjp(_twice_diff, upstream, input, target)
-    return _pair_vjp(_weighted(_twice_diff), upstream, input, target, weight)
+    grads = _pair_vjp(_weighted(_twice_diff), upstream, input, target, weight)
+    return {**grads, "weight": _weight_grad(_squared_diff, upstream, input, target)}
 
 
 def _squared_diff(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
@@ -276,7 +287,9 @@ def huber_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray,
 
     if weight is None:
         return _pair_vjp(local, upstream, input, target)
-    return _pair_vjp(_weighted(local), upstream, input, target, weight)
+    grads = _pair_vjp(_weighted(local), upstream, input, target, weight)
+    return {**grads, "weight": _weight_grad(partial(_huber, delta=delta), upstream, input,
+                                            target)}
 
 
 REDUCTION = reduction_option()
@@ -284,15 +297,19 @@ REDUCTION = reduction_option()
 
 def _register_pair(name: str, fn, grad, tensors: tuple[TensorSpec, ...],
                    options: tuple[OptionSpec, ...] = (), torch: str = "",
-                   check=_check_pair) -> None:
+                   check=_check_pair, weights_tensor: str | None = None) -> None:
     """Register a loss of (input, target[, weight]) with torch's broadcasting rules."""
     register(LossSpec(name, fn, tensors, (REDUCTION, *options),
                       torch=torch or f"torch.nn.functional.{name}_loss", family=FAMILY,
-                      check=check, grad=grad, batchable=_same_shapes))
+                      check=check, grad=grad, batchable=_same_shapes,
+                      weights_tensor=weights_tensor))
 
 
-_register_pair("l1", l1_loss, l1_loss_grad, (REAL_INPUT, TARGET, WEIGHT))
-_register_pair("mse", mse_loss, mse_loss_grad, (REAL_INPUT, TARGET, WEIGHT))
+# their weighted mean is Σ w·l / Σ w: the normaliser depends on the weight too
+_register_pair("l1", l1_loss, l1_loss_grad, (REAL_INPUT, TARGET, WEIGHT),
+               weights_tensor="weight")
+_register_pair("mse", mse_loss, mse_loss_grad, (REAL_INPUT, TARGET, WEIGHT),
+               weights_tensor="weight")
 _register_pair("l2", l2_loss, l2_loss_grad, (REAL_INPUT, TARGET),
                (OptionSpec("variant", str, "mse", "which L2: mse, sse, half_sse or norm",
                            choices=L2_VARIANTS),),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.losses import compute, cotangent, evaluate, gradients, prepare, reduce
+from service.losses import backward, compute, evaluate, prepare, reduce
 from service.losses._batch import batch_axes, concat, split_grads, split_terms
 from tests.reference import all_cases
 from tests.reference.compare import assert_close
@@ -36,10 +36,8 @@ def test_split_batch_equals_parts_alone(case) -> None:
     batched = concat(parts, axes)
     terms = evaluate(batched)
     pieces = split_terms(terms, sizes)
-    upstream = np.concatenate([cotangent(t, part.reduction) for t, part in zip(pieces, parts)]
-                              ) if terms.values.ndim else None
-    grads = split_grads(gradients(batched, upstream), axes, sizes) if (
-        upstream is not None and whole.spec.grad) else [{}] * len(sizes)
+    grads = split_grads(backward(batched, [(t, part.reduction) for t, part in zip(pieces, parts)]),
+                        axes, sizes) if whole.spec.grad else [{}] * len(sizes)
     for i, (inputs, piece) in enumerate(zip(parts_inputs, pieces)):
         alone = compute(case.loss, inputs, case.options, grad=whole.spec.grad is not None)
         reduction = parts[i].reduction
