@@ -164,20 +164,20 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
-def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    """The REST app around ``engine`` (which the caller starts and drains)."""
+def _observer(engine: Engine) -> Callable[[str, str, float], None]:
     metrics = engine.metrics
-    app = FastAPI(title="lossd", version="0.1.0", description=schema.DESCRIPTION,
-                  openapi_tags=schema.TAGS)
-    app.add_middleware(QuietDisconnect)
-    keys = settings.keys()
-    if keys:
-        app.add_middleware(RestAuth, keys=keys, metrics_open=not settings.metrics_auth)
 
     def observe(loss: str, code: str, started: float) -> None:
         label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded cardinality
         metrics.requests.labels(label, "rest", code).inc()
         metrics.request_seconds.labels("rest").observe(time.perf_counter() - started)
+    return observe
+
+
+def _guard(engine: Engine) -> Callable[[str, Request, Callable[[], Awaitable[Response]]],
+                                       Awaitable[Response]]:
+    """Run a handler; map lossd errors to responses once; count and log every outcome."""
+    observe = _observer(engine)
 
     async def guarded(loss: str, request: Request,
                       handler: Callable[[], Awaitable[Response]]) -> Response:
@@ -201,6 +201,60 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             log.exception("request %s loss=%s failed", request_id, loss)
             observe(loss, ErrorCode.INTERNAL.value, started)
             return error_response(LossdError("internal error; the incident is logged"), headers)
+    return guarded
+
+
+class ComputeEndpoint:
+    """``POST /v1/losses/{name}``: decode, compute through the engine, encode."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings, self.engine, self.guarded = settings, engine, _guard(engine)
+
+    async def __call__(self, name: str, request: Request) -> Response:
+        async def handle() -> Response:
+            body = parse_json(await read_body(request, self.settings.max_body_bytes),
+                              self.settings)
+            call = ComputeCall(name, body, self.settings)
+            result = await run_watching_client(request, self.engine.compute(
+                call.loss, call.arrays, call.options, grad=call.grad, timeout=_timeout(request)))
+            return json_response(call.encode(result))
+        return await self.guarded(name, request, handle)
+
+
+class ComputeFastPath:
+    """ASGI middleware serving ``POST /v1/losses/{registered loss}`` directly.
+
+    The hot path of small requests: it skips FastAPI's routing, dependency solving and
+    exception layers (about a third of a small request's server time), and answers exactly as
+    the documented route does, through the same :class:`ComputeEndpoint`.
+    """
+
+    PREFIX = "/v1/losses/"
+
+    def __init__(self, app: Callable[..., Awaitable[None]], endpoint: ComputeEndpoint) -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(
+                self.PREFIX) and path[len(self.PREFIX):] in REGISTRY:
+            response = await self.endpoint(path[len(self.PREFIX):], Request(scope, receive))
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The REST app around ``engine`` (which the caller starts and drains)."""
+    metrics = engine.metrics
+    app = FastAPI(title="lossd", version="0.1.0", description=schema.DESCRIPTION,
+                  openapi_tags=schema.TAGS)
+    endpoint = ComputeEndpoint(settings, engine)
+    guarded = endpoint.guarded
+    app.add_middleware(ComputeFastPath, endpoint=endpoint)
+    app.add_middleware(QuietDisconnect)
+    keys = settings.keys()
+    if keys:
+        app.add_middleware(RestAuth, keys=keys, metrics_open=not settings.metrics_auth)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -249,13 +303,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
               response_model=schema.ComputeResponse, responses=schema.ERRORS,
               openapi_extra=schema.compute_body())
     async def compute(name: schema.LossName, request: Request) -> Response:
-        async def handle() -> Response:
-            body = parse_json(await read_body(request, settings.max_body_bytes), settings)
-            call = ComputeCall(name, body, settings)
-            result = await run_watching_client(request, engine.compute(
-                call.loss, call.arrays, call.options, grad=call.grad, timeout=_timeout(request)))
-            return json_response(call.encode(result))
-        return await guarded(name, request, handle)
+        # requests for registered losses are served by ComputeFastPath before routing; this
+        # route documents the API and answers the rest (e.g. unknown names)
+        return await endpoint(name, request)
 
     @app.post("/v1/batch", tags=["losses"], summary="Several computations, answered in order",
               response_model=schema.BatchResponse, responses=schema.ERRORS,
