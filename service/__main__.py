@@ -81,15 +81,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain. Returns the exit code."""
     engine = Engine(settings, Metrics())
     await engine.start()
-    app = create_app(settings, engine)
+    runs = RunManager(settings, engine)
+    app = create_app(settings, engine, extensions=[
+        lambda fastapi: add_evaluation_routes(fastapi, settings, engine, runs)])
     sock = bind(settings.host, settings.http_port, settings.workers > 1)
     http = _HttpServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                       http="httptools", timeout_keep_alive=30,
                                       limit_concurrency=None, server_header=False,
                                       **tls.uvicorn_options(settings),
                                       headers=[("X-Lossd-Pid", str(os.getpid()))]))
-    runs = RunManager(settings, engine)
-    add_evaluation_routes(app, settings, engine, runs)
     grpc_server = create_grpc_server(settings, engine, extra_services=[run_service(runs)])
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))

@@ -107,8 +107,11 @@ def kill_under_load(tmp_path: Path, env: dict[str, str], kills: int, batches: in
         for t in threads:
             t.start()
         rng = random.Random(7)
-        for _ in range(kills):
-            time.sleep(rng.uniform(0.1, 0.6))
+        for k in range(kills):
+            # kill at a random moment while writers are mid-run, however fast the machine is
+            target = (k + 1) * batches // (kills + 2) + rng.randrange(batches // (kills + 2))
+            while len(acked) < target and time.monotonic() < stop_at:
+                time.sleep(0.002)
             current.server.process.send_signal(signal.SIGKILL)
             current.server.process.wait(10)
             replacement = start_server(tmp_path, env=env)
