@@ -423,7 +423,8 @@ def section(results: dict[int, list[Row]], command: str, dtype: str, threads: in
             "after), which a busy second core cannot stall. core/torch < 1 means the core is "
             "faster; the geometric mean is over all losses. On a shared machine torch's "
             "multi-threaded medians include stalls (a parallel op waits for its second thread "
-            "while another process holds that core), so read both ratio columns. Inputs come from the per-loss factories in "
+            "while another process holds that core), so read both ratio columns. Inputs come "
+            "from the per-loss factories in "
             "`bench/core.py` (class-scored losses (N, 10), embeddings (N, 64), boxes (N, 4), "
             "segmentation (N, 4, H, W), CTC (T, N, 20), elementwise losses (N, 100)).",
             ""]

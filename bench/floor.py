@@ -9,13 +9,13 @@ ratio against the floor measured in the same run.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import grpc
 import uvicorn
 import uvloop
 
+from service._malloc import tune_malloc
 from service._proto.lossd.v1 import lossd_pb2 as pb
 from service.api.grpc_native import server_options
 from service.settings import Settings
@@ -57,6 +57,7 @@ async def rest_app(scope: dict, receive, send) -> None:
 
 
 def main(kind: str, port: int) -> None:
+    tune_malloc()  # the same allocator settings as lossd
     if kind == "grpc":
         uvloop.run(serve_grpc(port))
     else:

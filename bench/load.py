@@ -99,7 +99,8 @@ def main(argv: list[str]) -> None:
     ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
     print(json.dumps({"requests": len(lat), "errors": errors, "seconds": float(seconds),
                       "rps": len(lat) / float(seconds), "bytes": len(payload) * len(lat),
-                      "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                      "p50_ms": float(np.percentile(ms, 50)),
+                      "p99_ms": float(np.percentile(ms, 99)),
                       "wall": elapsed}))
 
 

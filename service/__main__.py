@@ -34,6 +34,7 @@ from .api.rest_evaluation import add_evaluation_routes
 from .engine import Engine
 from .metrics import Metrics
 from .runs import RunManager
+from ._malloc import tune_malloc
 from .settings import Settings
 
 log = logging.getLogger("lossd")
@@ -122,6 +123,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
 def _run(settings: Settings) -> int:
     configure_logging(settings)
+    tune_malloc()
     try:
         import uvloop
         return uvloop.run(serve(settings))

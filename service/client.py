@@ -12,22 +12,21 @@ iterable of ``{"input": ..., "target": ...}`` batches and returns the loss over 
 (idempotent per batch id), ``run``, ``finish_run``, ``delete_run`` (REST :class:`Client`).
 
 ``GrpcClient("localhost:50051")`` has the same compute and evaluate methods; ``AsyncClient``
-and ``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64 over REST). Errors raise
-:class:`LossdClientError` with the server's code, message and field.
+and ``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64
+over REST). Errors raise :class:`LossdClientError` with the server's code, message and field.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 import grpc
 import httpx
 import numpy as np
+import orjson
+import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
 
 from ._proto.lossd.v1 import lossd_pb2 as pb
 from ._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc

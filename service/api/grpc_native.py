@@ -59,10 +59,11 @@ def decode_tensor(t: pb.Tensor, field: str, limits: codec.Limits) -> tuple[np.nd
                               field=field)
     shape = list(t.shape)
     filled = [name for name in ("double_data", "int64_data", "bool_data") if len(getattr(t, name))]
-    if t.raw or not filled:
+    raw = t.raw  # each access copies the bytes out of the message: read it once
+    if raw or not filled:
         if filled:
             raise InvalidArgument(f"{field}: set raw or one packed list, not both", field=field)
-        return codec.from_bytes(dtype, shape, t.raw, field, limits), True, dtype == "bfloat16"
+        return codec.from_bytes(dtype, shape, raw, field, limits), True, dtype == "bfloat16"
     if len(filled) > 1:
         raise InvalidArgument(f"{field}: set exactly one of raw, double_data, int64_data, "
                               f"bool_data; got {', '.join(filled)}", field=field)

@@ -16,7 +16,8 @@ from ._reduce import Reduction, Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec, TensorSpec
 
 __all__ = [
-    "REGISTRY", "Kind", "backward", "LossSpec", "OptionSpec", "Prepared", "Reduction", "Result", "TensorSpec",
+    "REGISTRY", "Kind", "LossSpec", "OptionSpec", "Prepared", "Reduction", "Result",
+    "TensorSpec", "backward",
     "Terms", "compute", "cotangent", "evaluate", "finish", "get_spec", "gradients", "prepare",
     "reduce", "weights_cotangent",
 ]

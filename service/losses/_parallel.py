@@ -3,8 +3,9 @@
 NumPy releases the GIL inside its ufunc loops, so a kernel run on aligned slices in a few
 threads uses every core, and a multi-pass kernel whose temporaries are piece-sized keeps them in
 cache. Pieces are handed out one at a time, so a core busy with another process delays a call
-by at most the piece it holds, never by a fixed share of the work. The results are bit-identical to one call on the whole arrays: elementwise work does not
-depend on where the arrays are cut. Arrays under :data:`THRESHOLD` elements run inline (a thread
+by at most the piece it holds, never by a fixed share of the work. The results are
+bit-identical to one call on the whole arrays: elementwise work does not depend on where the
+arrays are cut. Arrays under :data:`THRESHOLD` elements run inline (a thread
 hand-off costs tens of microseconds), and so does anything that is not plain aligned data.
 
 A kernel writes its results into the output arrays it is given and returns nothing::

@@ -1,6 +1,6 @@
-"""Hypothesis properties of the one codec (``make fuzz`` runs 25 times as many examples): any dtype, shape and byte length (raw bytes, flat
-values, JSON tensors) gives an array of exactly that dtype and shape, or a clean
-InvalidArgument / PayloadTooLarge, never another exception."""
+"""Hypothesis properties of the one codec (``make fuzz`` runs 25 times as many examples): any
+dtype, shape and byte length (raw bytes, flat values, JSON tensors) gives an array of exactly
+that dtype and shape, or a clean InvalidArgument / PayloadTooLarge, never another exception."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from tests.reference.compare import assert_close
 
 
 def _requests(cases: int, variants: int) -> list[tuple[Case, bool, str]]:
-    """``variants`` of each batchable case, its first tensor scaled by a factor in [0.9, 1] (so batch
-    keys repeat but values differ: probabilities stay probabilities, boxes stay boxes), with
-    or without gradients, over either transport, shuffled."""
+    """``variants`` of each batchable case, its first tensor scaled by a factor in [0.9, 1] (so
+    batch keys repeat but values differ: probabilities stay probabilities, boxes stay boxes),
+    with or without gradients, over either transport, shuffled."""
     pool = [c for seed in (11, 12) for c in all_cases(seed) if c.error is None
             and all(np.size(a) for a in c.inputs.values())
             and {np.asarray(a).dtype.name for a in c.inputs.values()} <= {
