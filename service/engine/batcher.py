@@ -150,21 +150,29 @@ class Engine:
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
                         sum(a.size for a in call.arrays.values()), stats=stats)
-        self._queue.append(item)
         self._in_flight += 1
         self._idle.clear()
-        self.metrics.queue_depth.set(len(self._queue))
         self.metrics.in_flight.inc()
-        self._wake.set()
         try:
-            if timeout is None:
+            if self._in_flight == 1 and item.elements <= self.settings.inline_compute_elements:
+                # nothing else in flight and little to do: answer now, adding no hand-off
+                # (an idle server adds no latency; under load requests queue and batch)
+                self.metrics.queue_seconds.observe(0.0)
+                (_, outcome), = self._compute_groups([[item]])
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return outcome
+            self._queue.append(item)
+            self.metrics.queue_depth.set(len(self._queue))
+            self._wake.set()
+            # a timer, not wait_for(shield(...)): no extra tasks on the hot path
+            expiry = None if timeout is None else loop.call_later(timeout, self._expire, item,
+                                                                  timeout)
+            try:
                 return await item.future
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
-        except TimeoutError:
-            item.dropped = True
-            self.metrics.rejections.labels("deadline").inc()
-            raise DeadlineExceeded(f"deadline of {timeout:.3g} s expired before the answer"
-                                   ) from None
+            finally:
+                if expiry is not None:
+                    expiry.cancel()
         except asyncio.CancelledError:
             item.dropped = True
             self.metrics.rejections.labels("cancelled").inc()
@@ -174,6 +182,15 @@ class Engine:
             self.metrics.in_flight.dec()
             if self._in_flight == 0:
                 self._idle.set()
+
+    def _expire(self, item: _Pending, timeout: float) -> None:
+        """The deadline passed before the answer: drop the request (never computed if queued)."""
+        if item.future.done():
+            return
+        item.dropped = True
+        self.metrics.rejections.labels("deadline").inc()
+        item.future.set_exception(DeadlineExceeded(
+            f"deadline of {timeout:.3g} s expired before the answer"))
 
     # --- the worker -----------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The batching engine in-process: batches form under load, batched answers equal unbatched,
-incompatible requests never share a batch, an invalid request fails alone."""
+incompatible requests never share a batch, an invalid request fails alone.
+
+Small calls on an idle engine are computed inline (no queue); the tests of the batching
+machinery turn that off (``inline_compute_elements=0``) so every call goes through the queue."""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from service.errors import InvalidArgument
 from service.losses import compute
 from service.settings import Settings
 from tests.reference.compare import assert_close
+
+
+QUEUED = Settings(inline_compute_elements=0)
 
 
 def _ce(rng: np.random.Generator, n: int, c: int = 10, dtype: str = "float64") -> dict:
@@ -44,7 +50,7 @@ def test_concurrent_requests_share_batches_and_match_unbatched() -> None:
                                          for a, o in requests))
         return results, _batch_sizes(engine)
 
-    results, (batches, served) = asyncio.run(_with_engine(Settings(), body))
+    results, (batches, served) = asyncio.run(_with_engine(QUEUED, body))
     assert served == len(requests) and batches < len(requests), "no batch ever formed"
     for (arrays, options), result in zip(requests, results):
         alone = compute("cross_entropy", arrays, options, grad=True)
@@ -83,7 +89,7 @@ def test_invalid_request_fails_alone() -> None:
                                     *(engine.compute("cross_entropy", a) for a in good[5:]),
                                     return_exceptions=True)
 
-    results = asyncio.run(_with_engine(Settings(), body))
+    results = asyncio.run(_with_engine(QUEUED, body))
     assert isinstance(results[5], InvalidArgument)
     for arrays, result in zip(good, results[:5] + results[6:]):
         assert_close(result.loss, compute("cross_entropy", arrays).loss, what="loss")
@@ -91,7 +97,7 @@ def test_invalid_request_fails_alone() -> None:
 
 def test_batch_caps_and_delay() -> None:
     rng = np.random.default_rng(3)
-    settings = Settings(max_batch_requests=4, max_batch_delay_us=2000)
+    settings = Settings(max_batch_requests=4, max_batch_delay_us=2000, inline_compute_elements=0)
 
     async def body(engine: Engine):
         await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 2)) for _ in range(16)))
@@ -106,7 +112,7 @@ def test_drain_finishes_accepted_and_refuses_new() -> None:
     rng = np.random.default_rng(4)
 
     async def body():
-        engine = Engine(Settings())
+        engine = Engine(QUEUED)
         await engine.start()
         accepted = [asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 5)))
                     for _ in range(50)]
@@ -120,3 +126,18 @@ def test_drain_finishes_accepted_and_refuses_new() -> None:
 
     results, finished = asyncio.run(body())
     assert finished and len(results) == 50
+
+
+def test_idle_engine_answers_small_calls_inline() -> None:
+    """Nothing in flight and little to do: computed at once, without the queue."""
+    rng = np.random.default_rng(5)
+
+    async def body(engine: Engine):
+        result = await engine.compute("cross_entropy", _ce(rng, 4))
+        big = _ce(rng, 4000)  # 44,000 elements: over the inline limit, so queued
+        await engine.compute("cross_entropy", big)
+        sample = engine.metrics.registry.get_sample_value
+        return result, sample("lossd_batch_size_count"), sample("lossd_queue_depth")
+
+    result, batches, depth = asyncio.run(_with_engine(Settings(), body))
+    assert result.loss.shape == () and batches == 2 and depth == 0
