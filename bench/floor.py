@@ -30,7 +30,7 @@ async def serve_grpc(port: int) -> None:
     async def compute(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return GRPC_ANSWER
 
-    settings = Settings(grpc_port=port, host="127.0.0.1")
+    settings = Settings(grpc_port=port, host="127.0.0.1", max_body_bytes=2**30)  # any size
     server = grpc.aio.server(options=server_options(settings))
     handler = grpc.unary_unary_rpc_method_handler(compute, request_deserializer=None,
                                                   response_serializer=None)
