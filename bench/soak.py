@@ -58,8 +58,8 @@ def main() -> None:
             files.append(f.name)
             cmd = [sys.executable, "-m", "bench.load", transport, f"127.0.0.1:{port}", f.name,
                    str(max(1, args.concurrency // len(workloads))), str(args.seconds)]
-            if transport == "rest":
-                cmd.append(f"/v1/losses/{workload.loss}")
+            cmd.append(f"/v1/losses/{workload.loss}" if transport == "rest"
+                       else "/lossd.v1.LossService/Compute")
             loads.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
         samples: list[tuple[float, int]] = []
         started = time.monotonic()

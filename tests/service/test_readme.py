@@ -47,3 +47,25 @@ def test_python_example(server: RunningServer) -> None:
     rest_loss, grpc_loss = out.stdout.split()[:2]
     assert float(rest_loss) == pytest.approx(float(grpc_loss), rel=1e-6)
     assert out.stdout.rstrip().endswith("(4, 10)")
+
+
+def test_grpcurl_example(server: RunningServer) -> None:
+    """grpcurl sends the proto3 JSON mapping of -d: the same JSON, parsed as protobuf does and
+    sent to the method it names, gives the documented answer."""
+    import shlex
+
+    import grpc
+    from google.protobuf import json_format
+
+    from service._proto.lossd.v1 import lossd_pb2 as pb
+    from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+
+    words = shlex.split(_example("grpcurl").replace("\\\n", " "))
+    body, method = words[words.index("-d") + 1], words[-1]
+    assert method == "lossd.v1.LossService/Compute" and words[-2] == "localhost:50051"
+    request = json_format.Parse(body, pb.ComputeRequest())
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        response = pb_grpc.LossServiceStub(channel).Compute(request, timeout=10)
+    assert json_format.MessageToDict(response)["loss"]["dtype"] == "FLOAT64"
+    # packed values in, packed values out: mean((1 - 0)², (2 - 0)²)
+    assert list(response.loss.double_data) == [2.5] and not response.loss.raw

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase)
+    ProtoReflectionDescriptorDatabase,
+)
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.utils import (InferenceServerException, np_to_triton_dtype,
-                               triton_to_np_dtype)
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from service.losses import REGISTRY, compute
 from tests.reference import Case
 
-from .v2cases import CASES, check
+from .wire_cases import CASES, check
 
 METHOD = "/inference.GRPCInferenceService/"
 

@@ -19,7 +19,7 @@ from service.losses import REGISTRY, compute
 from tests.reference import Case
 from tests.reference.compare import assert_close
 
-from .v2cases import CASES, check, expected, output_names
+from .wire_cases import CASES, check, expected, output_names
 
 
 @pytest.fixture(scope="module")

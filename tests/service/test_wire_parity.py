@@ -16,32 +16,20 @@ import pytest
 from service._proto.lossd.v1 import lossd_pb2 as pb
 from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from service.client import _option_value, grpc_array, grpc_tensor
-from service.losses import REGISTRY, compute
-from tests.reference import Case, all_cases
+from service.losses import REGISTRY
+from tests.reference import Case
 from tests.reference.compare import assert_close
 
+from . import wire_cases
 
-def _pick() -> list[Case]:
-    """Per loss: a float64 and a float32 valid case with data in it."""
-    chosen: dict[tuple[str, str], Case] = {}
-    for case in all_cases(0):
-        if case.error is not None or any(v.size == 0 for v in case.inputs.values()):
-            continue
-        floats = {v.dtype.name for v in case.inputs.values() if v.dtype.kind == "f"}
-        if len(floats) == 1 and floats <= {"float32", "float64"}:
-            chosen.setdefault((case.loss, floats.pop()), case)
-    return list(chosen.values())
-
-
-CASES = [pytest.param(c, id=c.name) for c in _pick()]
+CASES = wire_cases.CASES
 
 
 def test_every_loss_is_covered() -> None:
     assert {c.values[0].loss for c in CASES} == set(REGISTRY)
 
 
-def _expected(case: Case):
-    return compute(case.loss, case.inputs, case.options, grad=True)
+_expected = wire_cases.expected
 
 
 def _json_list(array: np.ndarray):

@@ -1,5 +1,5 @@
-"""Cases for the V2 tests: per loss a float64 and a float32 valid case with data in it (the
-same choice as the native wire-parity tests), and the core's answer to compare with."""
+"""Cases for the wire tests (native and V2): per loss a float64 and a float32 valid case with
+data in it, and the core's answer to compare with."""
 
 from __future__ import annotations
 
