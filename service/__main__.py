@@ -26,15 +26,15 @@ from typing import Any
 
 import uvicorn
 
-from .api.grpc_native import create_grpc_server
+from ._malloc import tune_malloc
 from .api import tls
-from .api.rest import create_app
+from .api.grpc_native import create_grpc_server
 from .api.grpc_runs import run_service
+from .api.rest import create_app
 from .api.rest_evaluation import add_evaluation_routes
 from .engine import Engine
 from .metrics import Metrics
 from .runs import RunManager
-from ._malloc import tune_malloc
 from .settings import Settings
 
 log = logging.getLogger("lossd")

@@ -225,7 +225,7 @@ def _json_values(array: np.ndarray) -> Any:
     return np.ascontiguousarray(array)
 
 
-def scalar_json(array: np.ndarray) -> Any:
+def scalar_json(array: np.ndarray | np.generic) -> Any:
     value = np.asarray(array).reshape(())[()]
     if isinstance(value, np.floating) and not np.isfinite(value):
         return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

@@ -134,7 +134,7 @@ class DecodedCall:
         return response
 
 
-def _parse(message_type: type, data: bytes) -> Any:
+def _parse(message_type: Any, data: bytes) -> Any:
     try:
         return message_type.FromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:

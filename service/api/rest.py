@@ -21,17 +21,23 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp
 
 from ..engine import Engine
-from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, MalformedRequest,
-                      NotFound, PayloadTooLarge)
+from ..errors import (
+    HTTP_STATUS,
+    ErrorCode,
+    InvalidArgument,
+    LossdError,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+)
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
 from . import codec, limits, schema
 from .auth import RestAuth
-from .disconnect import QuietDisconnect
 from .describe import describe, describe_all
+from .disconnect import QuietDisconnect
 
 log = logging.getLogger("lossd.rest")
 JSON = "application/json"
@@ -246,7 +252,8 @@ class ComputeFastPath:
 
 
 def create_app(settings: Settings, engine: Engine,
-               extensions: Sequence[Callable[[FastAPI], None]] = ()) -> ASGIApp:
+               extensions: Sequence[Callable[[FastAPI], None]] = ()
+               ) -> Callable[..., Awaitable[None]]:
     """The REST app around ``engine`` (which the caller starts and drains): FastAPI with the
     native and V2 routes (plus ``extensions``, e.g. evaluation runs), fronted by
     :class:`ComputeFastPath` (and :class:`RestAuth` when API keys are set)."""
@@ -353,6 +360,6 @@ def create_app(settings: Settings, engine: Engine,
     add_v2_routes(app, settings, engine)
     for extend in extensions:
         extend(app)
-    front: ASGIApp = QuietDisconnect(ComputeFastPath(app, endpoint))
+    front: Any = QuietDisconnect(ComputeFastPath(app, endpoint))
     keys = settings.keys()
     return RestAuth(front, keys, not settings.metrics_auth) if keys else front

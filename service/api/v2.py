@@ -146,7 +146,7 @@ class InferCall:
     timeout: float | None = None
     requested: list[str] | None = None
 
-    def add_input(self, name: Any, datatype: Any, shape: Sequence[Any], *,
+    def add_input(self, name: Any, datatype: Any, shape: Any, *,
                   raw: bytes | memoryview | None = None, values: Sequence[Any] | None = None
                   ) -> None:
         """Decode one input tensor from raw little-endian bytes or a flat list of values."""

@@ -55,6 +55,7 @@ def _values(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> list[A
             raise InvalidArgument(f"{where}: {tensor.datatype} travels in raw_input_contents "
                                   f"only", field=where)
         v2.wire_dtype(tensor.datatype, f"{where}.datatype")  # raises: unknown datatype
+        raise AssertionError(f"datatype {tensor.datatype} without typed contents")
     if any(f != expected for f in filled):
         raise InvalidArgument(f"{where}: datatype {tensor.datatype} takes {expected}; got "
                               f"{', '.join(filled)}", field=where)

@@ -31,8 +31,15 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.routing import Match
 
 from ..engine import Engine
-from ..errors import (HTTP_STATUS, ErrorCode, InvalidArgument, LossdError, MalformedRequest,
-                      NotFound, Unavailable)
+from ..errors import (
+    HTTP_STATUS,
+    ErrorCode,
+    InvalidArgument,
+    LossdError,
+    MalformedRequest,
+    NotFound,
+    Unavailable,
+)
 from ..losses import REGISTRY
 from ..settings import Settings
 from . import codec, v2
@@ -143,7 +150,7 @@ class RestInfer:
                                           field=f"outputs[{i}].parameters")
                 names.append(item.get("name"))
                 if "binary_data" in options:
-                    self.binary[item.get("name")] = _bool(options["binary_data"],
+                    self.binary[str(item.get("name"))] = _bool(options["binary_data"],
                                                           f"outputs[{i}].binary_data")
             self.call.request_outputs(names)
 

@@ -174,8 +174,9 @@ class Engine:
                 if expiry is not None:
                     expiry.cancel()
         except asyncio.CancelledError:
+            if not item.dropped:  # an expired request's gRPC cancellation is not counted twice
+                self.metrics.rejections.labels("cancelled").inc()
             item.dropped = True
-            self.metrics.rejections.labels("cancelled").inc()
             raise
         finally:
             self._in_flight -= 1

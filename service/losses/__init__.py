@@ -10,8 +10,17 @@ Import surface:
 from __future__ import annotations
 
 from . import boxes, classification, margin, regression, segmentation, sequence  # noqa: F401
-from ._compute import (Prepared, Result, backward, compute, evaluate, finish, get_spec,
-                       gradients, prepare)
+from ._compute import (
+                       Prepared,
+                       Result,
+                       backward,
+                       compute,
+                       evaluate,
+                       finish,
+                       get_spec,
+                       gradients,
+                       prepare,
+)
 from ._reduce import Reduction, Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec, TensorSpec
 

@@ -171,9 +171,10 @@ def backward(call: Prepared, parts: Sequence[tuple[Terms, str]]) -> dict[str, np
     """Gradients of each part's reduced loss, for a call whose terms are split into ``parts``
     along axis 0, each ``(terms, reduction)`` (one part per request of a batch)."""
     upstreams = [cotangent(terms, reduction) for terms, reduction in parts]
-    weights = [weights_cotangent(terms, reduction) for terms, reduction in parts]
+    weights = [w for terms, reduction in parts
+               if (w := weights_cotangent(terms, reduction)) is not None]  # all or none
     return gradients(call, upstreams[0] if len(parts) == 1 else np.concatenate(upstreams),
-                     None if weights[0] is None else
+                     None if not weights else
                      weights[0] if len(parts) == 1 else np.concatenate(weights))
 
 

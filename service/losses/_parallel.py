@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -94,6 +95,16 @@ class _Job:
             raise self.failure
 
 
+@overload
+def elementwise(kernel: Kernel, *arrays: np.ndarray,  # type: ignore[overload-overlap]
+                outputs: Literal[1] = 1, dtype: np.dtype | None = None) -> np.ndarray: ...
+
+
+@overload
+def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int,
+                dtype: np.dtype | None = None) -> tuple[np.ndarray, ...]: ...
+
+
 def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int = 1,
                 dtype: np.dtype | None = None) -> np.ndarray | tuple[np.ndarray, ...]:
     """``kernel(*arrays, *outs)`` run over aligned pieces; returns the output(s).
@@ -109,6 +120,11 @@ def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int = 1,
     Returns:
         One array, or a tuple of ``outputs`` arrays, of the broadcast shape of ``arrays``.
     """
+    return _run(kernel, arrays, outputs, dtype)
+
+
+def _run(kernel: Kernel, arrays: tuple[np.ndarray, ...], outputs: int,
+         dtype: np.dtype | None) -> np.ndarray | tuple[np.ndarray, ...]:
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     out_dtype = np.result_type(*arrays) if dtype is None else dtype
     outs = [np.empty(shape, out_dtype) for _ in range(outputs)]
@@ -126,7 +142,17 @@ def elementwise(kernel: Kernel, *arrays: np.ndarray, outputs: int = 1,
     return outs[0] if outputs == 1 else tuple(outs)
 
 
-def piecewise(formula: Callable[..., np.ndarray | tuple[np.ndarray, ...]], *arrays: np.ndarray,
+@overload
+def piecewise(formula: Callable[..., Any], *arrays: np.ndarray,  # type: ignore[overload-overlap]
+              outputs: Literal[1] = 1, dtype: np.dtype | None = None) -> np.ndarray: ...
+
+
+@overload
+def piecewise(formula: Callable[..., Any], *arrays: np.ndarray, outputs: int,
+              dtype: np.dtype | None = None) -> tuple[np.ndarray, ...]: ...
+
+
+def piecewise(formula: Callable[..., Any], *arrays: np.ndarray,
               outputs: int = 1, dtype: np.dtype | None = None
               ) -> np.ndarray | tuple[np.ndarray, ...]:
     """An elementwise NumPy formula returning its result(s), run by :func:`elementwise`.
@@ -138,12 +164,10 @@ def piecewise(formula: Callable[..., np.ndarray | tuple[np.ndarray, ...]], *arra
 
     def kernel(*args: np.ndarray) -> None:
         results = formula(*args[:count])
-        if outputs == 1:
-            results = (results,)
-        for out, result in zip(args[count:], results):
+        for out, result in zip(args[count:], (results,) if outputs == 1 else results):
             out[...] = result
 
-    return elementwise(kernel, *arrays, outputs=outputs, dtype=dtype)
+    return _run(kernel, arrays, outputs, dtype)
 
 
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}

@@ -153,6 +153,7 @@ def _edge_grads(a: np.ndarray, b: np.ndarray, g_max: np.ndarray | None,
     if g_max is None or g_min is None:
         zero = np.zeros_like(g_min if g_max is None else g_max)
         g_max, g_min = (zero, g_min) if g_max is None else (g_max, zero)
+    assert g_max is not None and g_min is not None
     below, above = a < b, a > b
     if (below | above).all():  # no tie, no nan: each side wins exactly one of max and min
         return _select(below, g_min, g_max), _select(below, g_max, g_min)

@@ -19,16 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import (broadcast_shape, check_index_range, check_min_ndim, check_range,
-                      check_same_dtype, check_same_shape, check_shape, fail, shape_str,
-                      unbroadcast)
+from ._checks import (
+    broadcast_shape,
+    check_index_range,
+    check_min_ndim,
+    check_range,
+    check_same_dtype,
+    check_same_shape,
+    check_shape,
+    fail,
+    shape_str,
+    unbroadcast,
+)
 from ._parallel import keep, piecewise
 from ._reduce import Terms
-from ._spec import (FLOAT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec, reduction_option,
-                    register)
+from ._spec import FLOAT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
 
 FAMILY = "classification"
-INT64_RANGE = {"minimum": float(-2**63), "maximum": float(2**63 - 1)}
+INT64_RANGE: dict[str, Any] = {"minimum": float(-2**63), "maximum": float(2**63 - 1)}
 
 # --- helpers: class axis, labels, softmax ------------------------------------------------------
 

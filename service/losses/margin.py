@@ -18,9 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import (broadcast_shape, check_index_range, check_min_ndim, check_ndim,
-                      check_same_dtype, check_same_shape, check_shape, fail, shape_str,
-                      unbroadcast)
+from ._checks import (
+    broadcast_shape,
+    check_index_range,
+    check_min_ndim,
+    check_ndim,
+    check_same_dtype,
+    check_same_shape,
+    check_shape,
+    fail,
+    shape_str,
+    unbroadcast,
+)
 from ._parallel import keep, piecewise
 from ._reduce import Terms
 from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
@@ -375,20 +384,20 @@ def _norm(v: np.ndarray, p: float) -> tuple[np.ndarray, Vjp]:
     if p == 2:
         norm = np.sqrt(np.einsum("...d,...d->...", v, v))
 
-        def vjp(g: np.ndarray) -> np.ndarray:
+        def vjp_2(g: np.ndarray) -> np.ndarray:
             return v * _expand(np.divide(g, norm, out=np.zeros_like(norm), where=norm != 0),
                                ndim)
-        return norm, vjp
+        return norm, vjp_2
     absolute = np.abs(v)
     if p == 1:
         return absolute.sum(axis=-1), lambda g: np.sign(v) * _expand(g, ndim)
     if p == np.inf:
         norm = absolute.max(axis=-1, initial=0)
 
-        def vjp(g: np.ndarray) -> np.ndarray:
+        def vjp_max(g: np.ndarray) -> np.ndarray:
             hits = (absolute == _expand(norm, ndim)) | np.isnan(v)
             return np.sign(v) * hits * _expand(g, ndim) / hits.sum(axis=-1, keepdims=True)
-        return norm, vjp
+        return norm, vjp_max
     norm = np.power(np.power(absolute, p).sum(axis=-1), 1 / p)
 
     def vjp(g: np.ndarray) -> np.ndarray:
@@ -587,7 +596,8 @@ def squared_hinge_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
 
 # --- registry ---------------------------------------------------------------------------------
 
-LABELS = dict(kind=Kind.REAL, description="labels, ±1 (compared only; no gradient)")
+LABELS: dict[str, Any] = dict(kind=Kind.REAL,
+                              description="labels, ±1 (compared only; no gradient)")
 MARGIN_0 = OptionSpec("margin", float, 0.0, "margin of the hinge")
 MARGIN_1 = OptionSpec("margin", float, 1.0, "margin of the hinge")
 POSITIVE_MARGIN = OptionSpec("margin", float, 1.0, "margin between the two distances (> 0)",

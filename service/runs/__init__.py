@@ -5,7 +5,7 @@
 """
 
 from .manager import BatchAnswer, Definition, RunManager, RunView, open_store
-from .store import AddOutcome, Added, BatchRecord, RunSnapshot, RunStore
+from .store import Added, AddOutcome, BatchRecord, RunSnapshot, RunStore
 
 __all__ = ["AddOutcome", "Added", "BatchAnswer", "BatchRecord", "Definition", "RunManager",
            "RunSnapshot", "RunStore", "RunView", "open_store"]

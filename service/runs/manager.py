@@ -39,7 +39,7 @@ from ..losses import get_spec
 from ..losses._aggregate import Aggregate, signature
 from ..losses._compute import _option_value
 from ..settings import Settings
-from .store import (FINISHED, Added, BatchRecord, RunSnapshot, RunStore, definition_json)
+from .store import FINISHED, Added, BatchRecord, RunSnapshot, RunStore, definition_json
 
 log = logging.getLogger("lossd.runs")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

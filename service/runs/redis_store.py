@@ -17,8 +17,16 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ..losses._aggregate import Signature
-from .store import (FINISHED, OPEN, AddOutcome, Added, BatchRecord, RunSnapshot,
-                    decode_signature, encode_signature)
+from .store import (
+    FINISHED,
+    OPEN,
+    Added,
+    AddOutcome,
+    BatchRecord,
+    RunSnapshot,
+    decode_signature,
+    encode_signature,
+)
 
 CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then

@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..losses._aggregate import Signature
-from .store import (FINISHED, OPEN, AddOutcome, Added, BatchRecord, RunSnapshot,
-                    decode_signature, encode_signature)
+from .store import (
+    FINISHED,
+    OPEN,
+    Added,
+    AddOutcome,
+    BatchRecord,
+    RunSnapshot,
+    decode_signature,
+    encode_signature,
+)
 
 T = TypeVar("T")
 

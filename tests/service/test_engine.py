@@ -17,7 +17,6 @@ from service.losses import compute
 from service.settings import Settings
 from tests.reference.compare import assert_close
 
-
 QUEUED = Settings(inline_compute_elements=0)
 
 

@@ -17,8 +17,15 @@ from service._proto.lossd.v1 import lossd_pb2 as pb
 from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from service._proto.lossd.v1 import runs_pb2 as rpb
 from service._proto.lossd.v1 import runs_pb2_grpc as rpb_grpc
-from service.client import (AsyncGrpcClient, Client, Evaluation, GrpcClient, LossdClientError,
-                            grpc_request, grpc_tensor)
+from service.client import (
+    AsyncGrpcClient,
+    Client,
+    Evaluation,
+    GrpcClient,
+    LossdClientError,
+    grpc_request,
+    grpc_tensor,
+)
 from service.losses import REGISTRY, compute, prepare
 from service.losses._batch import batch_axes
 from tests.core.test_aggregate import DATASET_RTOL, PER_CALL_LABELS, split
