@@ -45,7 +45,6 @@ KNOWN = {
     ("complete_box_iou", "float64-float32"): 140,  # grad of the float32 boxes2: rel 1.4e-4
     ("complete_box_iou", "float64-float16"): 172,  # grad of the float16 boxes2: one ulp off
     ("cross_entropy", "negative-weights"): 112,  # loss -inf where torch gives nan
-    ("cross_entropy", "probs-mixed-f32-f64"): 256,  # float32 grad of target: rel 1.1e-6
 }
 
 
