@@ -39,6 +39,7 @@ def throughput(rows: list[dict]) -> None:
         ax.plot(conc, [r["floor"]["rps"] for r in runs], "o--", color=color, alpha=0.5,
                 label=f"floor {transport}")
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # the REST floor is an order of magnitude above the rest
     ax.set_xlabel("concurrent callers")
     ax.set_ylabel("requests / s")
     ax.set_title("cross_entropy 32x10: lossd vs the bare transport floor")
