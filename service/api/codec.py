@@ -25,6 +25,7 @@ import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
 
 from ..errors import InvalidArgument, PayloadTooLarge
 from ..losses import Kind, TensorSpec
+from ..settings import Settings
 
 BFLOAT16 = "bfloat16"
 NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -46,7 +47,10 @@ class Encoding(str, Enum):
 class Limits:
     max_tensor_elements: int
     max_ndim: int
-    max_body_bytes: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_tensor_elements, settings.max_ndim)
 
 
 def _fail(field: str, message: str) -> InvalidArgument:

@@ -105,8 +105,7 @@ class DecodedCall:
 
     def __init__(self, request: pb.ComputeRequest, settings: Settings) -> None:
         spec = get_spec(request.loss)
-        limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
-                              settings.max_body_bytes)
+        limits = codec.Limits.of(settings)
         tensor_options = {k: v.tensor for k, v in request.options.items()
                           if v.WhichOneof("kind") == "tensor"}
         if len(request.inputs) + len(tensor_options) > settings.max_tensors:

@@ -33,8 +33,7 @@ class RunService:
 
     def __init__(self, settings: Settings, runs: RunManager) -> None:
         self.settings, self.runs, self.metrics = settings, runs, runs.engine.metrics
-        self.limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
-                                   settings.max_body_bytes)
+        self.limits = codec.Limits.of(settings)
 
     async def _handle(self, message_type: type, data: bytes, context: grpc.aio.ServicerContext,
                       work: Callable[[Any], Awaitable[Any]]) -> Any:

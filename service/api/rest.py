@@ -125,8 +125,7 @@ class ComputeCall:
         if len(inputs) + len(tensor_options) > settings.max_tensors:
             raise InvalidArgument(f"{where}inputs: at most {settings.max_tensors} tensors",
                                   field=f"{where}inputs")
-        limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
-                              settings.max_body_bytes)
+        tensor_limits = codec.Limits.of(settings)
         self.loss, self.grad = loss, grad
         self.options = {k: v for k, v in options.items() if k not in tensors}
         self.arrays, self.bfloat16 = {}, set()
@@ -134,7 +133,7 @@ class ComputeCall:
         for name, value in {**inputs, **tensor_options}.items():
             field = f"inputs.{name}" if name in inputs else f"options.{name}"
             array, encoding, bf16 = codec.from_json(value, f"{where}{field}", tensors.get(name),
-                                                    limits)
+                                                    tensor_limits)
             self.arrays[name] = array
             if bf16:
                 self.bfloat16.add(name)

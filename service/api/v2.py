@@ -109,11 +109,6 @@ def output_names(spec: LossSpec) -> list[str]:
 
 # --- requests ----------------------------------------------------------------------------------
 
-def limits(settings: Settings) -> codec.Limits:
-    return codec.Limits(settings.max_tensor_elements, settings.max_ndim,
-                        settings.max_body_bytes)
-
-
 def wire_dtype(datatype: Any, field: str) -> str:
     try:
         return DATATYPES[datatype]
@@ -160,10 +155,10 @@ class InferCall:
                                   field="inputs")
         dtype = wire_dtype(datatype, f"{where}.datatype")
         if raw is not None:
-            array = codec.from_bytes(dtype, shape, raw, where, limits(self.settings))
+            array = codec.from_bytes(dtype, shape, raw, where, codec.Limits.of(self.settings))
         else:
             array = codec.from_values(dtype, shape, values if values is not None else [], where,
-                                      limits(self.settings))
+                                      codec.Limits.of(self.settings))
         self.arrays[name] = array
         if dtype == codec.BFLOAT16:
             self.bfloat16.add(name)

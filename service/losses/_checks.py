@@ -93,6 +93,12 @@ def check_same_dtype(name: str, array: np.ndarray, other_name: str, other: np.nd
         raise fail(name, f"dtype must equal {other_name}'s ({other.dtype}); got {array.dtype}")
 
 
+def same_shapes(arrays: dict[str, np.ndarray]) -> bool:
+    """A ``batchable`` predicate: every tensor has one shape (a broadcast tensor has no batch
+    axis of its own, so concatenating it along axis 0 would be wrong)."""
+    return len({a.shape for a in arrays.values()}) == 1
+
+
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``."""
     if grad.shape == shape:

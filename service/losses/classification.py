@@ -28,6 +28,7 @@ from ._checks import (
     check_same_shape,
     check_shape,
     fail,
+    same_shapes,
     shape_str,
     unbroadcast,
 )
@@ -426,11 +427,6 @@ def kl_div_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
     return {"input": unbroadcast(grad_x, input.shape), "target": unbroadcast(grad_y, target.shape)}
 
 
-def _same_shape(arrays: dict[str, np.ndarray]) -> bool:
-    """A broadcast target has no batch axis of its own."""
-    return arrays["target"].shape == arrays["input"].shape
-
-
 def _check_kl_div(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     """``target`` broadcasts to input's shape; so batchmean divides by the batch it shows."""
     _check_elementwise_weights(arrays, ("target",))
@@ -774,7 +770,7 @@ register(LossSpec(
     (reduction_option(("none", "mean", "sum", "batchmean")),
      OptionSpec("log_target", bool, False, "target is given as log-probabilities")),
     torch="torch.nn.functional.kl_div", family=FAMILY, check=_check_kl_div, grad=kl_div_grad,
-    batchable=_same_shape))
+    batchable=same_shapes))
 
 register(LossSpec(
     "binary_cross_entropy", binary_cross_entropy,

@@ -27,6 +27,7 @@ from ._checks import (
     check_same_shape,
     check_shape,
     fail,
+    same_shapes,
     shape_str,
     unbroadcast,
 )
@@ -39,12 +40,6 @@ REDUCTION = reduction_option()
 SCORE_DTYPES = ("float32", "float64")  # torch's multi(label)_margin kernels have no float16
 
 Arrays = dict[str, np.ndarray]
-
-
-def _same_shapes(arrays: Arrays) -> bool:
-    """Batchable only without broadcasting (a broadcast tensor has no batch axis of its own)."""
-    shapes = {a.shape for a in arrays.values()}
-    return len(shapes) == 1
 
 
 def _label_codes(labels: np.ndarray) -> np.ndarray:
@@ -612,7 +607,7 @@ register(LossSpec(
     (TensorSpec("input", "input", "(*)", differentiable=True, description="distances or scores"),
      TensorSpec("target", "target", "(*), broadcastable with input", **LABELS)),
     (REDUCTION, MARGIN_1), torch="torch.nn.functional.hinge_embedding_loss", family=FAMILY,
-    check=_check_hinge_embedding, grad=hinge_embedding_loss_grad, batchable=_same_shapes))
+    check=_check_hinge_embedding, grad=hinge_embedding_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "soft_margin", soft_margin_loss,
@@ -620,7 +615,7 @@ register(LossSpec(
      TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
              description="labels, ±1 (torch does not differentiate them)")),
     (REDUCTION,), torch="torch.nn.functional.soft_margin_loss", family=FAMILY,
-    check=_check_soft_margin, grad=soft_margin_loss_grad, batchable=_same_shapes))
+    check=_check_soft_margin, grad=soft_margin_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "margin_ranking", margin_ranking_loss,
@@ -632,7 +627,7 @@ register(LossSpec(
              description="1 if input1 should rank higher, -1 otherwise (torch differentiates "
                          "it too)")),
     (REDUCTION, MARGIN_0), torch="torch.nn.functional.margin_ranking_loss", family=FAMILY,
-    check=_check_margin_ranking, grad=margin_ranking_loss_grad, batchable=_same_shapes))
+    check=_check_margin_ranking, grad=margin_ranking_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "cosine_embedding", cosine_embedding_loss,

@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from ._checks import broadcast_shape, check_shape, fail, shape_str, unbroadcast
+from ._checks import broadcast_shape, check_shape, fail, same_shapes, shape_str, unbroadcast
 from ._parallel import elementwise, piecewise
 from ._reduce import Terms
 from ._spec import (
@@ -55,11 +55,6 @@ def _check_pair(arrays: dict[str, np.ndarray], options: dict) -> None:
                                  f"{shape_str(arrays['input'].shape)}; got {shape_str(shape)}")
         check_shape("weight", weight, arrays["input"].shape,
                     f"input {shape_str(arrays['input'].shape)}")
-
-
-def _same_shapes(arrays: dict[str, np.ndarray]) -> bool:
-    """Batchable only without broadcasting (a broadcast target has no batch axis of its own)."""
-    return all(a.shape == arrays["input"].shape for a in arrays.values())
 
 
 def _diff(input: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -301,7 +296,7 @@ def _register_pair(name: str, fn, grad, tensors: tuple[TensorSpec, ...],
     """Register a loss of (input, target[, weight]) with torch's broadcasting rules."""
     register(LossSpec(name, fn, tensors, (REDUCTION, *options),
                       torch=torch or f"torch.nn.functional.{name}_loss", family=FAMILY,
-                      check=check, grad=grad, batchable=_same_shapes,
+                      check=check, grad=grad, batchable=same_shapes,
                       weights_tensor=weights_tensor))
 
 
@@ -591,7 +586,7 @@ register(LossSpec("poisson_nll", poisson_nll_loss, (NUMERIC_INPUT, NUMERIC_TARGE
                    OptionSpec("eps", float, 1e-8, "added to input before the log when "
                               "log_input is false")),
                   torch="torch.nn.functional.poisson_nll_loss", family=FAMILY,
-                  check=_check_poisson, grad=poisson_nll_loss_grad, batchable=_same_shapes))
+                  check=_check_poisson, grad=poisson_nll_loss_grad, batchable=same_shapes))
 register(LossSpec("gaussian_nll", gaussian_nll_loss, (NUMERIC_INPUT, NUMERIC_TARGET, VAR),
                   (REDUCTION,
                    OptionSpec("full", bool, False, "add the constant ½·log 2π"),

@@ -140,8 +140,7 @@ class RunManager:
         self.settings, self.engine = settings, engine
         self.store = store or open_store(settings)
         self.metrics = RunMetrics(engine.metrics.registry)
-        self.limits = codec.Limits(settings.max_tensor_elements, settings.max_ndim,
-                                   settings.max_body_bytes)
+        self.limits = codec.Limits.of(settings)
         self._opened: asyncio.Task[None] | None = None
         self._definitions: dict[str, tuple[Definition, dict[str, np.ndarray]]] = {}
 

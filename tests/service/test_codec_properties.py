@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from service.api import codec
 from service.errors import InvalidArgument, PayloadTooLarge
 
-LIMITS = codec.Limits(max_tensor_elements=4096, max_ndim=6, max_body_bytes=1 << 20)
+LIMITS = codec.Limits(max_tensor_elements=4096, max_ndim=6)
 DTYPES = st.sampled_from(codec.WIRE_DTYPES) | st.text(max_size=8) | st.none() | st.integers()
 SHAPES = st.lists(st.integers(-3, 70), max_size=8) | st.lists(
     st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=2)), max_size=4)

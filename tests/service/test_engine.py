@@ -132,11 +132,15 @@ def test_idle_engine_answers_small_calls_inline() -> None:
     rng = np.random.default_rng(5)
 
     async def body(engine: Engine):
+        sample = engine.metrics.registry.get_sample_value
         result = await engine.compute("cross_entropy", _ce(rng, 4))
+        inline_wait = sample("lossd_queue_duration_seconds_sum")
         big = _ce(rng, 4000)  # 44,000 elements: over the inline limit, so queued
         await engine.compute("cross_entropy", big)
-        sample = engine.metrics.registry.get_sample_value
-        return result, sample("lossd_batch_size_count"), sample("lossd_queue_depth")
+        return (result, inline_wait, sample("lossd_queue_duration_seconds_sum"),
+                sample("lossd_batch_size_count"))
 
-    result, batches, depth = asyncio.run(_with_engine(Settings(), body))
-    assert result.loss.shape == () and batches == 2 and depth == 0
+    result, inline_wait, total_wait, batches = asyncio.run(_with_engine(Settings(), body))
+    assert result.loss.shape == () and batches == 2
+    assert inline_wait == 0.0  # computed at once: it never waited in the queue
+    assert total_wait > 0.0  # the big one went through the queue and the worker
