@@ -53,6 +53,28 @@ class Limits:
         return cls(settings.max_tensor_elements, settings.max_ndim)
 
 
+@dataclass(frozen=True, repr=False)
+class Base64Bytes:
+    """A JSON ``b64`` string already decoded by :func:`decode_b64`: ``raw`` is its bytes,
+    ``text`` its characters (strict base64, so ASCII with no quote), kept for messages that
+    show the value. Made by :mod:`service.api.jsonbody`, which cuts ``b64`` strings out of
+    large bodies before parsing; :func:`from_json` takes it as it takes the string."""
+
+    raw: bytes
+    text: memoryview
+
+    def __repr__(self) -> str:  # the repr of the string it stands for
+        return repr(bytes(self.text).decode("ascii"))
+
+
+def decode_b64(text: str | bytes | memoryview) -> bytes | None:
+    """Strict base64 (no whitespace, padding required) -> bytes; None when not valid."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _fail(field: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"{field}: {message}", field=field)
 
@@ -187,12 +209,15 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
             raise _fail(field, "needs dtype and shape")
         dtype, shape = obj["dtype"], obj["shape"]
         if "b64" in obj:
-            if not isinstance(obj["b64"], str):
+            b64 = obj["b64"]
+            if isinstance(b64, Base64Bytes):
+                raw: bytes | None = b64.raw
+            elif isinstance(b64, str):
+                raw = decode_b64(b64)
+            else:
                 raise _fail(field, "b64 must be a base64 string")
-            try:
-                raw = base64.b64decode(obj["b64"], validate=True)
-            except (binascii.Error, ValueError):
-                raise _fail(field, "b64 is not valid base64") from None
+            if raw is None:
+                raise _fail(field, "b64 is not valid base64")
             return from_bytes(dtype, shape, raw, field, limits), Encoding.B64, dtype == BFLOAT16
         if not isinstance(obj["data"], list):
             raise _fail(field, "data must be a flat list of numbers")

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
-from . import codec, limits, schema
+from . import codec, jsonbody, schema
 from .auth import RestAuth
 from .describe import describe, describe_all
 from .disconnect import QuietDisconnect
@@ -75,11 +75,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes, settings: Settings) -> dict[str, Any]:
-    limits.check_json_depth(body, settings.max_json_depth)
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+    obj = jsonbody.loads(body, settings.max_json_depth)
     if not isinstance(obj, dict):
         raise MalformedRequest("body: expected a JSON object", field="body")
     return obj
