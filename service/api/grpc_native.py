@@ -11,12 +11,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
 import numpy as np
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -24,11 +23,11 @@ from grpc_reflection.v1alpha import reflection
 from .._proto.lossd.v1 import lossd_pb2 as pb
 from ..engine import Engine
 from ..engine.evaluation import StreamEvaluation
-from ..errors import ErrorCode, InvalidArgument, LossdError, MalformedRequest
+from ..errors import ErrorCode, InvalidArgument, LossdError
 from ..losses import REGISTRY, Result, get_spec
 from ..losses._aggregate import Aggregate
 from ..settings import Settings
-from . import codec, tls
+from . import codec, tls, wire
 from .auth import GrpcAuth
 from .describe import describe_all
 
@@ -103,19 +102,22 @@ def _option(value: pb.OptionValue) -> Any:
 class DecodedCall:
     """A ComputeRequest as arrays and options, and how to encode its answer."""
 
-    def __init__(self, request: pb.ComputeRequest, settings: Settings) -> None:
+    def __init__(self, request: pb.ComputeRequest, inputs: Mapping[str, Any],
+                 settings: Settings) -> None:
+        """``request`` gives loss, options and grad; ``inputs`` the tensors by name (see
+        :func:`wire.compute_request`)."""
         spec = get_spec(request.loss)
         limits = codec.Limits.of(settings)
         tensor_options = {k: v.tensor for k, v in request.options.items()
                           if v.WhichOneof("kind") == "tensor"}
-        if len(request.inputs) + len(tensor_options) > settings.max_tensors:
+        if len(inputs) + len(tensor_options) > settings.max_tensors:
             raise InvalidArgument(f"inputs: at most {settings.max_tensors} tensors",
                                   field="inputs")
         self.loss, self.grad, self.raw = request.loss, request.grad, True
         self.arrays: dict[str, np.ndarray] = {}
         self.bfloat16: set[str] = set()
-        for name, tensor in [*request.inputs.items(), *tensor_options.items()]:
-            where = f"inputs.{name}" if name in request.inputs else f"options.{name}"
+        for name, tensor in [*inputs.items(), *tensor_options.items()]:
+            where = f"inputs.{name}" if name in inputs else f"options.{name}"
             array, raw, bf16 = decode_tensor(tensor, where, limits)
             self.arrays[name] = array
             if bf16:
@@ -133,14 +135,6 @@ class DecodedCall:
         return response
 
 
-def _parse(message_type: Any, data: bytes) -> Any:
-    try:
-        return message_type.FromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise MalformedRequest(f"request: not a valid {message_type.DESCRIPTOR.full_name} "
-                               f"message ({exc})", field="request") from None
-
-
 class LossService:
     """Handlers of lossd.v1.LossService (bytes in, messages out)."""
 
@@ -152,9 +146,9 @@ class LossService:
         self.metrics.requests.labels(label, "grpc", code).inc()
         self.metrics.request_seconds.labels("grpc").observe(time.perf_counter() - started)
 
-    async def _answer(self, request: pb.ComputeRequest, context: grpc.aio.ServicerContext
-                      ) -> pb.ComputeResponse:
-        call = DecodedCall(request, self.settings)
+    async def _answer(self, request: pb.ComputeRequest, inputs: Mapping[str, Any],
+                      context: grpc.aio.ServicerContext) -> pb.ComputeResponse:
+        call = DecodedCall(request, inputs, self.settings)
         result = await self.engine.compute(call.loss, call.arrays, call.options, grad=call.grad,
                                            timeout=context.time_remaining())
         return call.encode(result)
@@ -163,9 +157,9 @@ class LossService:
                       ) -> pb.ComputeResponse:
         started, loss, code = time.perf_counter(), "unknown", ErrorCode.INTERNAL.value
         try:
-            request = _parse(pb.ComputeRequest, data)
+            request, inputs = wire.compute_request(pb.ComputeRequest, data)
             loss = request.loss
-            response = await self._answer(request, context)
+            response = await self._answer(request, inputs, context)
             code = "OK"
             return response
         except LossdError as error:
@@ -190,9 +184,9 @@ class LossService:
         async for data in requests:
             started, loss = time.perf_counter(), "unknown"
             try:
-                request = _parse(pb.ComputeRequest, data)
+                request, inputs = wire.compute_request(pb.ComputeRequest, data)
                 loss = request.loss
-                call = DecodedCall(request, self.settings)
+                call = DecodedCall(request, inputs, self.settings)
                 response = call.encode(await evaluation.add(
                     call.loss, call.arrays, call.options, grad=call.grad,
                     timeout=context.time_remaining()))
@@ -209,7 +203,7 @@ class LossService:
     async def ListLosses(self, data: bytes, context: grpc.aio.ServicerContext
                          ) -> pb.ListLossesResponse:
         try:
-            _parse(pb.ListLossesRequest, data)
+            wire.parse(pb.ListLossesRequest, data)
         except LossdError as error:
             await _abort(context, error)
         return pb.ListLossesResponse(losses=[

@@ -15,7 +15,8 @@ from ..errors import InvalidArgument, LossdError
 from ..runs import RunManager, RunView
 from ..settings import Settings
 from . import codec
-from .grpc_native import _abort, _option, _parse, decode_tensor, encode_aggregate
+from .grpc_native import _abort, _option, decode_tensor, encode_aggregate
+from .wire import parse
 
 log = logging.getLogger("lossd.grpc")
 SERVICE = "lossd.v1.RunService"
@@ -39,7 +40,7 @@ class RunService:
                       work: Callable[[Any], Awaitable[Any]]) -> Any:
         started, code = time.perf_counter(), "INTERNAL"
         try:
-            response = await work(_parse(message_type, data))
+            response = await work(parse(message_type, data))
             code = "OK"
             return response
         except LossdError as error:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -25,7 +25,8 @@ from ..errors import ErrorCode, InvalidArgument, LossdError
 from ..losses import REGISTRY
 from ..settings import Settings
 from . import codec, v2
-from .grpc_native import _abort, _parse
+from .grpc_native import _abort
+from .wire import infer_request, parse
 
 log = logging.getLogger("lossd.v2")
 SERVICE = "inference.GRPCInferenceService"
@@ -62,11 +63,12 @@ def _values(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> list[A
     return list(getattr(tensor.contents, expected))
 
 
-def decode(request: pb.ModelInferRequest, settings: Settings) -> v2.InferCall:
+def decode(request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview],
+           settings: Settings) -> v2.InferCall:
+    """``raw``: the request's raw_input_contents (see :func:`wire.infer_request`)."""
     call = v2.InferCall(v2.model(request.model_name, request.model_version), settings)
     call.set_parameters({k: _parameter(v, f"parameters.{k}")
                          for k, v in request.parameters.items()})
-    raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidArgument(f"raw_input_contents: one per input, in order; got {len(raw)} "
                               f"for {len(request.inputs)} inputs", field="raw_input_contents")
@@ -134,28 +136,28 @@ class InferenceService:
     async def ServerLive(self, data: bytes, context: grpc.aio.ServicerContext
                          ) -> pb.ServerLiveResponse:
         async def work(model: list[str]) -> pb.ServerLiveResponse:
-            _parse(pb.ServerLiveRequest, data)
+            parse(pb.ServerLiveRequest, data)
             return pb.ServerLiveResponse(live=True)
         return await self._guard(context, work)
 
     async def ServerReady(self, data: bytes, context: grpc.aio.ServicerContext
                           ) -> pb.ServerReadyResponse:
         async def work(model: list[str]) -> pb.ServerReadyResponse:
-            _parse(pb.ServerReadyRequest, data)
+            parse(pb.ServerReadyRequest, data)
             return pb.ServerReadyResponse(ready=self.engine.ready)
         return await self._guard(context, work)
 
     async def ServerMetadata(self, data: bytes, context: grpc.aio.ServicerContext
                              ) -> pb.ServerMetadataResponse:
         async def work(model: list[str]) -> pb.ServerMetadataResponse:
-            _parse(pb.ServerMetadataRequest, data)
+            parse(pb.ServerMetadataRequest, data)
             return pb.ServerMetadataResponse(**v2.server_metadata())
         return await self._guard(context, work)
 
     async def ModelReady(self, data: bytes, context: grpc.aio.ServicerContext
                          ) -> pb.ModelReadyResponse:
         async def work(model: list[str]) -> pb.ModelReadyResponse:
-            request = _parse(pb.ModelReadyRequest, data)
+            request = parse(pb.ModelReadyRequest, data)
             v2.model(request.name, request.version)
             return pb.ModelReadyResponse(ready=self.engine.ready)
         return await self._guard(context, work)
@@ -163,7 +165,7 @@ class InferenceService:
     async def ModelMetadata(self, data: bytes, context: grpc.aio.ServicerContext
                             ) -> pb.ModelMetadataResponse:
         async def work(model: list[str]) -> pb.ModelMetadataResponse:
-            request = _parse(pb.ModelMetadataRequest, data)
+            request = parse(pb.ModelMetadataRequest, data)
             info = v2.model_metadata(v2.model(request.name, request.version))
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
@@ -175,9 +177,9 @@ class InferenceService:
     async def ModelInfer(self, data: bytes, context: grpc.aio.ServicerContext
                          ) -> pb.ModelInferResponse:
         async def work(model: list[str]) -> pb.ModelInferResponse:
-            request = _parse(pb.ModelInferRequest, data)
+            request, raw = infer_request(pb.ModelInferRequest, data)
             model[0] = request.model_name
-            call = decode(request, self.settings)
+            call = decode(request, raw, self.settings)
             result = await self.engine.compute(
                 call.spec.name, call.arrays, call.options, grad=call.grad,
                 timeout=call.deadline(context.time_remaining()))
