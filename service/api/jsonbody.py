@@ -24,15 +24,16 @@ Why the result is the one the plain parse gives:
   skeleton tokenizes as the body does: same validity, same brackets (same depth), same values
   elsewhere. Any failure to parse the skeleton falls back to the plain parse, so error
   messages stay those of the plain path.
-* Placeholders cannot be forged: they carry a random per-request nonce, the skeleton must
-  contain the nonce exactly once per cut, and each placeholder must come back exactly once, as
-  the ``b64`` value of an object (the only place a cut can come from). Duplicate keys, or a
-  placeholder out of reach (e.g. an object in a list of numbers), fall back to the plain parse.
+* Placeholders cannot be forged: the skeleton must have no ``\\`` (so no string in it is
+  written with escapes) and hold the marker exactly once per cut, so a parsed string equal to a
+  placeholder is one this module wrote; each must come back exactly once, as the ``b64`` value
+  of a tensor object (keys among dtype, shape, data, b64). Duplicate keys, a placeholder out of
+  reach (e.g. an object in a list of numbers), or a client that writes the marker itself fall
+  back to the plain parse.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -42,6 +43,7 @@ from ..errors import MalformedRequest
 from . import codec, limits
 
 _KEY = b'"b64"'
+_MARKER = "lossd-b64-cut:"  # placeholders are MARKER + index: not base64 (":" and "-")
 _WHITESPACE = b" \t\n\r"
 _TENSOR_KEYS = {"dtype", "shape", "data", "b64"}
 _VALUE_START = re.compile(rb'[ \t\n\r]*:[ \t\n\r]*"')
@@ -102,15 +104,14 @@ def _loads_sliced(body: bytes, max_depth: int) -> tuple[Any] | None:
         if raw is None:
             return None
         decoded.append(codec.Base64Bytes(raw, view[start:end]))
-    nonce = os.urandom(8).hex()
-    placeholders = {f"{nonce}:{i}": i for i in range(len(cuts))}
+    placeholders = {f"{_MARKER}{i}": i for i in range(len(cuts))}
     parts, last = [], 0
     for placeholder, (start, end) in zip(placeholders, cuts):
         parts += [body[last:start], placeholder.encode()]
         last = end
     parts.append(body[last:])
     skeleton = b"".join(parts)
-    if skeleton.count(nonce.encode()) != len(cuts):
+    if b"\\" in skeleton or skeleton.count(_MARKER.encode()) != len(cuts):
         return None
     limits.check_json_depth(skeleton, max_depth)  # same brackets as the body: same answer
     try:
