@@ -153,17 +153,35 @@ async def _until_disconnect(request: Request) -> None:
 
 
 async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
-    """Run ``work``; if the HTTP client disconnects first, cancel it (dropping queued work)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request))
+    """Await ``work`` in this task; if the HTTP client disconnects first, cancel it (dropping
+    queued work) and raise ``CancelledError("client disconnected")``.
+
+    One watcher task per request, not a second task for the work: an idle server computes
+    small calls inline, so the watcher is usually cancelled before it ever runs.
+    """
+    owner = asyncio.current_task()
+    assert owner is not None
+    state = {"finished": False, "left": False}
+
+    async def watch() -> None:
+        try:
+            await _until_disconnect(request)
+        except Exception:  # noqa: S110 - a failed receive counts as the client gone
+            pass
+        if not state["finished"]:
+            state["left"] = True
+            owner.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if state["left"] and owner.uncancel() == 0:  # ours, not a shutdown's cancellation
+            raise asyncio.CancelledError("client disconnected") from None
+        raise
     finally:
+        state["finished"] = True
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise asyncio.CancelledError("client disconnected")
-    return task.result()
 
 
 def _observer(engine: Engine) -> Callable[[str, str, float], None]:
