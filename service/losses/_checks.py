@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -36,15 +36,18 @@ def check_min_ndim(name: str, array: np.ndarray, minimum: int, pattern: str) -> 
                          f"got {array.ndim}-D shape {shape_str(array.shape)}")
 
 
-def check_shape(name: str, array: np.ndarray, expected: Sequence[int], why: str) -> None:
-    """``target must have shape (4,) to match input (4, 10); got (3,)``."""
+def check_shape(name: str, array: np.ndarray, expected: Sequence[int],
+                why: str | Callable[[], str]) -> None:
+    """``target must have shape (4,) to match input (4, 10); got (3,)``; ``why`` may be a
+    function, called only to word the error (formatting costs more than the check)."""
     if tuple(array.shape) != tuple(expected):
-        raise fail(name, f"must have shape {shape_str(expected)} to match {why}; "
+        reason = why if isinstance(why, str) else why()
+        raise fail(name, f"must have shape {shape_str(expected)} to match {reason}; "
                          f"got {shape_str(array.shape)}")
 
 
 def check_same_shape(name: str, array: np.ndarray, other_name: str, other: np.ndarray) -> None:
-    check_shape(name, array, other.shape, f"{other_name} {shape_str(other.shape)}")
+    check_shape(name, array, other.shape, lambda: f"{other_name} {shape_str(other.shape)}")
 
 
 def broadcast_shape(name: str, array: np.ndarray, other_name: str,

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ._aggregate import Stats
 
 
+FLOAT16, FLOAT32 = np.dtype(np.float16), np.dtype(np.float32)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A validated call: arrays cast for compute, options complete (without ``reduction``).
@@ -95,12 +98,13 @@ def _option_value(option: OptionSpec, value: Any) -> Any:
 
 def _compute_dtype(spec: LossSpec, arrays: Mapping[str, np.ndarray]) -> tuple[np.dtype, np.dtype]:
     """(compute dtype, result dtype): torch's promotion over the floating tensors."""
-    floats = [a.dtype for name, a in arrays.items()
-              if spec.tensor_map[name].kind is not Kind.INDEX and a.dtype.kind == "f"]
+    tensors = spec.tensor_map
+    floats = {a.dtype for name, a in arrays.items()
+              if a.dtype.kind == "f" and tensors[name].kind is not Kind.INDEX}
     if not floats:
-        return np.dtype(np.float32), np.dtype(np.float32)
-    out = np.result_type(*floats)
-    return (np.dtype(np.float32) if out == np.float16 else out), out
+        return FLOAT32, FLOAT32
+    out = floats.pop() if len(floats) == 1 else np.result_type(*floats)
+    return (FLOAT32 if out == FLOAT16 else out), out
 
 
 def prepare(name: str, arrays: Mapping[str, np.ndarray],

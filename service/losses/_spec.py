@@ -164,13 +164,19 @@ class LossSpec:
             doc = (self.fn.__doc__ or self.name).strip().splitlines()[0]
             object.__setattr__(self, "summary", doc)
 
-    @property
+    @cached_property
     def tensor_map(self) -> dict[str, TensorSpec]:
+        """Tensors by name (read-only: computed once)."""
         return {t.name: t for t in self.tensors}
 
-    @property
+    @cached_property
     def option_map(self) -> dict[str, OptionSpec]:
+        """Options by name (read-only: computed once)."""
         return {o.name: o for o in self.options}
+
+    @cached_property
+    def _defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -181,7 +187,8 @@ class LossSpec:
         return self.option_map["reduction"].choices or ()
 
     def defaults(self) -> dict[str, Any]:
-        return {o.name: o.default for o in self.options}
+        """A fresh dict of every option's default."""
+        return dict(self._defaults)
 
 
 REGISTRY: dict[str, LossSpec] = {}

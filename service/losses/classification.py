@@ -43,6 +43,7 @@ INT64_RANGE: dict[str, Any] = {"minimum": float(-2**63), "maximum": float(2**63 
 
 
 SMALL_CLASSES = 32
+CLASS_MAJOR_ROWS = 1024  # below this, the transposed copies cost more than they save
 
 
 def _batched(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,15 +54,17 @@ def _batched(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _class_major(input: np.ndarray) -> bool:
-    return input.ndim == 2 and input.shape[1] < SMALL_CLASSES
+    return (input.ndim == 2 and input.shape[1] < SMALL_CLASSES
+            and input.shape[0] >= CLASS_MAJOR_ROWS)
 
 
 def _layout(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(N, C, *d)`` logits and target for the softmax losses (see :func:`_batched`).
 
-    A 2-D input with fewer than ``SMALL_CLASSES`` classes is laid out class-major as
-    ``(1, C, N)`` (one transposed copy): NumPy reduces short rows one at a time, but long
-    contiguous rows in vectorised passes, which is several times faster here.
+    A 2-D input with fewer than ``SMALL_CLASSES`` classes and at least ``CLASS_MAJOR_ROWS``
+    rows is laid out class-major as ``(1, C, N)`` (one transposed copy): NumPy reduces short
+    rows one at a time, but long contiguous rows in vectorised passes, which is several times
+    faster there.
     """
     if _class_major(input):
         y = np.ascontiguousarray(target.T)[None] if target.ndim == 2 else target[None]
@@ -202,6 +205,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # --- checks ------------------------------------------------------------------------------------
 
 CLASS_INPUT = "(C), (N, C) or (N, C, d1, ..., dK)"
+CLASS_INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.uint8))
 
 
 def _check_class_weight(name: str, weight: np.ndarray | None, classes: int) -> None:
@@ -226,10 +230,13 @@ def _check_classes(arrays: dict[str, np.ndarray], options: dict[str, Any], *,
                                        f"a negative value; got {ignore_index}", option=True)
     else:
         expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
-        also = f", or {shape_str(input.shape)} for class probabilities" if probabilities else ""
-        check_shape("target", target, expected,
-                    f"input {shape_str(input.shape)} (class indices{also})")
-        if target.dtype.name not in ("int64", "uint8"):
+
+        def why() -> str:
+            shown = shape_str(input.shape)
+            also = f", or {shown} for class probabilities" if probabilities else ""
+            return f"input {shown} (class indices{also})"
+        check_shape("target", target, expected, why)
+        if target.dtype not in CLASS_INDEX_DTYPES:
             raise fail("target", f"class indices must be int64 or uint8; got {target.dtype}")
         if target.dtype == np.uint8 and input.ndim > 2:  # torch's nll_loss2d takes int64 only
             raise fail("target", "class indices for a K-dimensional input must be int64 "
@@ -300,8 +307,8 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
     shifted_dot = _class_sum(shifted, weight) if eps > 0 else None
     log_total = np.log(_class_sum(np.exp(shifted, out=shifted)))
     values = log_total - picked  # -log p_y = log Σ exp(x - max) - (x_y - max), as torch rounds
-    class_weight = np.ones((), x.dtype) if weight is None else weight[labels[:, 0]]
-    if weight is not None:
+    class_weight = None if weight is None else weight[labels[:, 0]]
+    if class_weight is not None:
         values *= class_weight
     if shifted_dot is not None:
         # -Σ_c w_c log p_c = W·log Σ exp(x - max) - Σ_c w_c (x_c - max)
@@ -309,9 +316,11 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
         smooth -= shifted_dot
         values *= 1 - eps
         values += smooth * uniform
-    np.copyto(values, 0, where=~valid)  # torch writes 0 for ignored targets, whatever the logits
-    weights = np.where(valid, class_weight, 0).astype(x.dtype, copy=False)
-    return Terms(_per_position(values, input), weights=_per_position(weights, input))
+    weights = _ones_or(valid, class_weight, x.dtype)
+    if weights is not None:  # torch writes 0 for ignored targets, whatever the logits
+        np.copyto(values, 0, where=~valid)
+    return Terms(_per_position(values, input),
+                 weights=None if weights is None else _per_position(weights, input))
 
 
 def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
