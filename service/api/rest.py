@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -166,7 +166,7 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
     async def watch() -> None:
         try:
             await _until_disconnect(request)
-        except Exception:  # noqa: S110 - a failed receive counts as the client gone
+        except Exception:  # a failed receive counts as the client gone
             pass
         if not state["finished"]:
             state["left"] = True
@@ -186,11 +186,18 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
 
 def _observer(engine: Engine) -> Callable[[str, str, float], None]:
     metrics = engine.metrics
+    seconds = metrics.request_seconds.labels("rest")
+    counters: dict[tuple[str, str], Any] = {}  # (loss, code) -> counter child: bounded
 
     def observe(loss: str, code: str, started: float) -> None:
-        label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded cardinality
-        metrics.requests.labels(label, "rest", code).inc()
-        metrics.request_seconds.labels("rest").observe(time.perf_counter() - started)
+        counter = counters.get((loss, code))
+        if counter is None:
+            label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded
+            counter = metrics.requests.labels(label, "rest", code)
+            if label == loss:
+                counters[loss, code] = counter
+        counter.inc()
+        seconds.observe(time.perf_counter() - started)
     return observe
 
 
@@ -202,7 +209,7 @@ def _guard(engine: Engine) -> Callable[[str, Request, Callable[[], Awaitable[Res
     async def guarded(loss: str, request: Request,
                       handler: Callable[[], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         headers = {"X-Request-Id": request_id}
         try:
             response = await handler()
