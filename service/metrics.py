@@ -9,6 +9,7 @@ on one worker still sees the whole server.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import Collector
@@ -64,3 +65,16 @@ class Metrics:
                                   "reason", ["reason"], registry=r)
         for reason in ("queue_full", "draining", "deadline", "cancelled"):
             self.rejections.labels(reason)
+        self._answered: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def answered(self, loss: str, protocol: str, code: str, seconds: float) -> None:
+        """Count one answered request and its duration. ``loss`` must be a bounded label (a
+        registered loss or a fixed word such as "unknown"): the labelled children are cached
+        per (loss, protocol, code), which saves their lookup on every request."""
+        key = (loss, protocol, code)
+        children = self._answered.get(key)
+        if children is None:
+            children = self._answered[key] = (self.requests.labels(loss, protocol, code),
+                                              self.request_seconds.labels(protocol))
+        children[0].inc()
+        children[1].observe(seconds)

@@ -143,8 +143,7 @@ class LossService:
 
     def _observe(self, loss: str, code: str, started: float) -> None:
         label = loss if loss in REGISTRY else "unknown"
-        self.metrics.requests.labels(label, "grpc", code).inc()
-        self.metrics.request_seconds.labels("grpc").observe(time.perf_counter() - started)
+        self.metrics.answered(label, "grpc", code, time.perf_counter() - started)
 
     async def _answer(self, request: pb.ComputeRequest, inputs: Mapping[str, Any],
                       context: grpc.aio.ServicerContext) -> pb.ComputeResponse:

@@ -50,8 +50,7 @@ class RunService:
             log.exception("RunService failed")
             await _abort(context, LossdError("internal error; the incident is logged"))
         finally:
-            self.metrics.requests.labels("runs", "grpc", code).inc()
-            self.metrics.request_seconds.labels("grpc").observe(time.perf_counter() - started)
+            self.metrics.answered("runs", "grpc", code, time.perf_counter() - started)
         raise AssertionError("unreachable: abort raises")
 
     def _tensors(self, tensors: Any, where: str) -> dict[str, Any]:

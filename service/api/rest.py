@@ -186,18 +186,10 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
 
 def _observer(engine: Engine) -> Callable[[str, str, float], None]:
     metrics = engine.metrics
-    seconds = metrics.request_seconds.labels("rest")
-    counters: dict[tuple[str, str], Any] = {}  # (loss, code) -> counter child: bounded
 
     def observe(loss: str, code: str, started: float) -> None:
-        counter = counters.get((loss, code))
-        if counter is None:
-            label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded
-            counter = metrics.requests.labels(label, "rest", code)
-            if label == loss:
-                counters[loss, code] = counter
-        counter.inc()
-        seconds.observe(time.perf_counter() - started)
+        label = loss if loss in REGISTRY or loss == "batch" else "unknown"  # bounded cardinality
+        metrics.answered(label, "rest", code, time.perf_counter() - started)
     return observe
 
 

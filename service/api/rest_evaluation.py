@@ -143,8 +143,7 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
             log.exception("%s failed", label)
             return error_response(LossdError("internal error; the incident is logged"))
         finally:
-            metrics.requests.labels(label, "rest", code).inc()
-            metrics.request_seconds.labels("rest").observe(time.perf_counter() - started)
+            metrics.answered(label, "rest", code, time.perf_counter() - started)
 
     async def body_of(request: Request) -> dict[str, Any]:
         return parse_json(await read_body(request, settings.max_body_bytes), settings)

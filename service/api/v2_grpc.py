@@ -128,9 +128,7 @@ class InferenceService:
         finally:
             if count:
                 label = model[0] if model[0] in REGISTRY else "unknown"
-                self.metrics.requests.labels(label, PROTOCOL, code).inc()
-                self.metrics.request_seconds.labels(PROTOCOL).observe(
-                    time.perf_counter() - started)
+                self.metrics.answered(label, PROTOCOL, code, time.perf_counter() - started)
         raise AssertionError("unreachable: abort raises")
 
     async def ServerLive(self, data: bytes, context: grpc.aio.ServicerContext

@@ -236,9 +236,8 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine) -> None:
             log.exception("v2 request %s model=%s failed", request_id, loss)
             return v2_error(LossdError("internal error; the incident is logged"), headers)
         finally:
-            metrics.requests.labels(loss if loss in REGISTRY else "unknown", PROTOCOL,
-                                    code).inc()
-            metrics.request_seconds.labels(PROTOCOL).observe(time.perf_counter() - started)
+            metrics.answered(loss if loss in REGISTRY else "unknown", PROTOCOL, code,
+                             time.perf_counter() - started)
 
     @router.get("/v2")
     async def server_metadata() -> Response:
