@@ -14,6 +14,7 @@ Non-finite numbers travel as the strings "NaN", "Infinity", "-Infinity" (proto3 
 from __future__ import annotations
 
 import binascii
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +51,13 @@ class Limits:
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(settings.max_tensor_elements, settings.max_ndim)
+        return _limits(settings.max_tensor_elements, settings.max_ndim)
+
+
+@functools.lru_cache(maxsize=16)
+def _limits(max_tensor_elements: int, max_ndim: int) -> Limits:
+    """One ``Limits`` per configuration (built on every request otherwise)."""
+    return Limits(max_tensor_elements, max_ndim)
 
 
 @dataclass(frozen=True, repr=False)

@@ -47,6 +47,8 @@ GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
 DTYPE_NAMES = {value: name.lower() for name, value in pb.DType.items()
                if value != pb.DTYPE_UNSPECIFIED}
 DTYPE_VALUES = {name: value for value, name in DTYPE_NAMES.items()}
+NUMPY_DTYPE_VALUES = {np.dtype(name): value for name, value in DTYPE_VALUES.items()
+                      if name != "bfloat16"}  # dtype.name is a slow property: look up the dtype
 
 
 def decode_tensor(t: pb.Tensor, field: str, limits: codec.Limits) -> tuple[np.ndarray, bool, bool]:
@@ -71,8 +73,8 @@ def decode_tensor(t: pb.Tensor, field: str, limits: codec.Limits) -> tuple[np.nd
 
 
 def encode_tensor(array: np.ndarray, raw: bool, bfloat16: bool = False) -> pb.Tensor:
-    dtype = "bfloat16" if bfloat16 else array.dtype.name
-    t = pb.Tensor(dtype=DTYPE_VALUES[dtype], shape=array.shape)
+    dtype = DTYPE_VALUES["bfloat16"] if bfloat16 else NUMPY_DTYPE_VALUES[array.dtype]
+    t = pb.Tensor(dtype=dtype, shape=array.shape)
     if raw:
         t.raw = codec.to_bytes(array, bfloat16)
     elif array.dtype.kind == "f":
@@ -108,7 +110,8 @@ class DecodedCall:
         :func:`wire.compute_request`)."""
         spec = get_spec(request.loss)
         limits = codec.Limits.of(settings)
-        tensor_options = {k: v.tensor for k, v in request.options.items()
+        options = {key: request.options[key] for key in request.options}
+        tensor_options = {k: v.tensor for k, v in options.items()
                           if v.WhichOneof("kind") == "tensor"}
         if len(inputs) + len(tensor_options) > settings.max_tensors:
             raise InvalidArgument(f"inputs: at most {settings.max_tensors} tensors",
@@ -124,12 +127,11 @@ class DecodedCall:
                 self.bfloat16.add(name)
             if name == spec.tensors[0].name:
                 self.raw = raw
-        self.options = {k: _option(v) for k, v in request.options.items()
-                        if k not in tensor_options}
+        self.options = {k: _option(v) for k, v in options.items() if k not in tensor_options}
 
     def encode(self, result: Result) -> pb.ComputeResponse:
-        response = pb.ComputeResponse(loss=encode_tensor(
-            result.loss, self.raw, codec.bfloat16_result(self.arrays, self.bfloat16)))
+        bfloat16 = bool(self.bfloat16) and codec.bfloat16_result(self.arrays, self.bfloat16)
+        response = pb.ComputeResponse(loss=encode_tensor(result.loss, self.raw, bfloat16))
         for name, g in result.grads.items():
             response.grads[name].CopyFrom(encode_tensor(g, self.raw, name in self.bfloat16))
         return response

@@ -157,7 +157,8 @@ def compute_request(message_type: Any, data: bytes) -> tuple[Any, dict[str, Any]
         return parse(message_type, rest), inputs
     except _Unusual:
         request = parse(message_type, data)
-        return request, dict(request.inputs)
+        inputs = request.inputs
+        return request, {key: inputs[key] for key in inputs}  # faster than dict(map)
 
 
 def infer_request(message_type: Any, data: bytes) -> tuple[Any, list[memoryview]]:
