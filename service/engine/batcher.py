@@ -150,18 +150,19 @@ class Engine:
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
                         sum(a.size for a in call.arrays.values()), stats=stats)
+        if self._in_flight == 0 and item.elements <= self.settings.inline_compute_elements:
+            # nothing else in flight and little to do: answer now, adding no hand-off (an idle
+            # server adds no latency; under load requests queue and batch). Nothing awaits
+            # here, so no scrape or drain can see this request in flight.
+            self.metrics.queue_seconds.observe(0.0)
+            (_, outcome), = self._compute_groups([[item]])
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
         self._in_flight += 1
         self._idle.clear()
         self.metrics.in_flight.inc()
         try:
-            if self._in_flight == 1 and item.elements <= self.settings.inline_compute_elements:
-                # nothing else in flight and little to do: answer now, adding no hand-off
-                # (an idle server adds no latency; under load requests queue and batch)
-                self.metrics.queue_seconds.observe(0.0)
-                (_, outcome), = self._compute_groups([[item]])
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return outcome
             self._queue.append(item)
             self.metrics.queue_depth.set(len(self._queue))
             self._wake.set()
