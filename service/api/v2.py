@@ -38,6 +38,8 @@ DATATYPES: dict[str, str] = {
     "FP64": "float64",
 }
 V2_DATATYPES: dict[str, str] = {wire: v2 for v2, wire in DATATYPES.items()}
+_BY_NUMPY_DTYPE = {np.dtype(wire): v2 for wire, v2 in V2_DATATYPES.items()
+                   if wire != codec.BFLOAT16}  # dtype.name is a slow property
 GRAD = "grad"
 TIMEOUT = "timeout"
 LOSS_OUTPUT = "loss"
@@ -198,7 +200,8 @@ class InferCall:
     def outputs(self, result: Result) -> list[tuple[str, np.ndarray, bool]]:
         """(name, array, is bfloat16) per output, in the requested (or the default) order."""
         produced: dict[str, tuple[np.ndarray, bool]] = {
-            LOSS_OUTPUT: (result.loss, codec.bfloat16_result(self.arrays, self.bfloat16))}
+            LOSS_OUTPUT: (result.loss, bool(self.bfloat16)
+                          and codec.bfloat16_result(self.arrays, self.bfloat16))}
         for name, g in result.grads.items():
             produced[GRAD_PREFIX + name] = (g, name in self.bfloat16)
         names = self.requested if self.requested is not None else [
@@ -213,5 +216,5 @@ class InferCall:
 
 
 def datatype_of(array: np.ndarray, bfloat16: bool) -> str:
-    return "BF16" if bfloat16 else V2_DATATYPES[array.dtype.name]
+    return "BF16" if bfloat16 else _BY_NUMPY_DTYPE[array.dtype]
 

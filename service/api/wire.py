@@ -161,14 +161,14 @@ def compute_request(message_type: Any, data: bytes) -> tuple[Any, dict[str, Any]
         return request, {key: inputs[key] for key in inputs}  # faster than dict(map)
 
 
-def infer_request(message_type: Any, data: bytes) -> tuple[Any, list[memoryview]]:
+def infer_request(message_type: Any, data: bytes) -> tuple[Any, list[bytes | memoryview]]:
     """An ``inference.ModelInferRequest``: (the message without raw_input_contents, those
-    contents in order as views of ``data``)."""
+    contents in order: views of ``data`` on the fast path, else upb's copies)."""
     view = memoryview(data)
     try:
         if len(view) < SLICE_FROM:
             raise _Unusual
-        contents: list[memoryview] = []
+        contents: list[bytes | memoryview] = []
         rest = bytearray()
         pos = 0
         for number, wire, begin, end in _fields(view, 0, len(view)):
@@ -180,4 +180,4 @@ def infer_request(message_type: Any, data: bytes) -> tuple[Any, list[memoryview]
         return parse(message_type, rest), contents
     except _Unusual:
         request = parse(message_type, data)
-        return request, [memoryview(b) for b in request.raw_input_contents]
+        return request, list(request.raw_input_contents)
