@@ -16,13 +16,16 @@ core / torch (below 1: the core is faster); the geometric mean is over every los
 torch runs with its default thread count (``torch.get_num_threads()``).
 
     python -m bench.core                     # float32, all losses, writes docs/benchmarks.md
+                                             # and bench/results/core.json
     python -m bench.core --dtype float64 --sizes 1e6 --losses mse,cross_entropy --no-write
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -47,6 +50,7 @@ Factory = Callable[[np.random.Generator, int, str], tuple[Arrays, Options]]
 
 SIZES = (1_000, 100_000, 1_000_000)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+RESULTS = DOC.parent.parent / "bench" / "results" / "core.json"  # for bench/plots.py
 HEADING = "## Core vs torch"
 CLASSES = 10  # classes of the class-scored losses (N, 10)
 FEATURES = 64  # embedding width of the pairwise losses (N, 64)
@@ -483,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         write_section(text)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps({"dtype": args.dtype, "rows": [
+            dataclasses.asdict(row) for rows in results.values() for row in rows]}, indent=1))
     return 0
 
 

@@ -1,9 +1,11 @@
-"""PNG plots of the last ``make bench`` run (bench/results/serve.json) into docs/img/.
+"""PNG plots of the last ``make bench`` and ``make bench-core`` runs (bench/results/serve.json,
+bench/results/core.json) into docs/img/.
 
     python -m bench.plots
 
 throughput.png: requests/s vs concurrency, lossd beside its floor, per transport (small requests);
-latency.png: p50 and p99 of the same runs; bandwidth.png: MB/s of the large requests.
+latency.png: p50 and p99 of the same runs; bandwidth.png: MB/s vs payload size (mse, lossd and
+its floor, gRPC and REST); core_vs_torch.png: core/torch time per loss at 1e6 elements.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve.json"
+CORE = ROOT / "bench" / "results" / "core.json"
 IMG = ROOT / "docs" / "img"
 
 
@@ -71,21 +74,51 @@ def latency(rows: list[dict]) -> None:
 
 
 def bandwidth(rows: list[dict]) -> None:
-    large = [r for r in rows if r["scenario"].startswith(("large", "16M"))]
+    """MB/s received vs request size: mse at every size over gRPC and REST (b64)."""
+    sized = [r for r in rows if r["scenario"].startswith(("size ", "large "))
+             and r["transport"] in ("grpc", "rest")]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    labels = [f"{r['transport']}\n{r['workload']}" for r in large]
-    x = range(len(large))
-
-    def mbs(r: dict) -> float:
-        return r["bytes"] / r["seconds"] / 1e6
-    ax.bar([i - 0.2 for i in x], [mbs(r["lossd"]) for r in large], width=0.4, label="lossd")
-    ax.bar([i + 0.2 for i in x], [mbs(r["floor"]) for r in large], width=0.4, label="floor")
-    ax.set_xticks(list(x), labels, fontsize=8)
+    for transport, color in (("grpc", "C0"), ("rest", "C2")):
+        runs = sorted((r for r in sized if r["transport"] == transport),
+                      key=lambda r: r["lossd"]["payload_bytes"])
+        if not runs:
+            continue
+        size = [r["lossd"]["payload_bytes"] for r in runs]
+        for who, style in (("lossd", "o-"), ("floor", "o--")):
+            ax.plot(size, [r[who]["bytes"] / r[who]["seconds"] / 1e6 for r in runs], style,
+                    color=color, alpha=1.0 if who == "lossd" else 0.5,
+                    label=f"{who} {transport}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("request size, bytes (mse, two float32 tensors)")
     ax.set_ylabel("MB/s received")
-    ax.set_title("large requests: payload throughput")
-    ax.legend()
+    ax.set_title("payload throughput vs request size, concurrency 2")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(IMG / "bandwidth.png", dpi=110)
+
+
+def core_vs_torch(core: dict) -> None:
+    """core/torch time per loss at the largest size (below 1: the core is faster)."""
+    rows = core["rows"]
+    largest = max(r["size"] for r in rows)
+    rows = [r for r in rows if r["size"] == largest]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r["core"] / r["torch"] for r in rows], width=0.4,
+           label="loss")
+    ax.bar([i + 0.2 for i in x], [r["core_grad"] / r["torch_grad"] for r in rows], width=0.4,
+           label="loss + gradient")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(list(x), [r["loss"] for r in rows], rotation=75, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("core time / torch time")
+    ax.set_title(f"lossd's NumPy core vs torch CPU, about {largest:.0e} elements, "
+                 f"{core['dtype']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "core_vs_torch.png", dpi=110)
 
 
 def main() -> None:
@@ -94,6 +127,8 @@ def main() -> None:
     throughput(rows)
     latency(rows)
     bandwidth(rows)
+    if CORE.exists():
+        core_vs_torch(json.loads(CORE.read_text()))
     print(f"wrote {', '.join(p.name for p in sorted(IMG.glob('*.png')))} to {IMG}")
 
 

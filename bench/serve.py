@@ -8,9 +8,10 @@ reported as ratios against the floor measured in the same run, with absolute num
 them. Results go to stdout and to the "Service vs floor" section of docs/benchmarks.md.
 
 Scenarios (quick): small = cross_entropy on (32, 10) float32 at concurrency 1 and 32, over gRPC
-(raw tensors) and REST (JSON lists); large = mse on 1M float32 pairs over gRPC (raw) and REST
-(b64). ``--full`` adds concurrency 8 and 128, batching off vs on, ``--workers 2``, mixed losses
-and 16M-element mse.
+(raw tensors), V2 gRPC and REST (JSON lists); large = mse on 1M float32 pairs over gRPC (raw),
+V2 and REST (b64). ``--full`` adds concurrency 8 and 128, batching off, ``--workers 2``,
+16M-element mse, a mixed workload (eight small calls of different losses in turn) and MB/s vs
+payload size (mse from 1e3 to 4e6 elements per tensor).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from service.client import grpc_request
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-serve:begin -->", "<!-- bench-serve:end -->"
+SWEEP = (1_000, 10_000, 100_000, 4_000_000)  # mse elements per tensor, beside large(1M)
 
 
 def free_port() -> int:
@@ -48,47 +50,88 @@ def free_port() -> int:
 
 @dataclass
 class Workload:
+    """One or more loss calls (a mixed workload when several): each caller cycles through them."""
+
     name: str
-    loss: str
-    arrays: dict[str, np.ndarray]
+    calls: list[tuple[str, dict[str, np.ndarray]]]  # (loss, arrays)
     rest_encoding: str  # "list" or "b64"
 
-    def grpc_bytes(self) -> bytes:
-        return grpc_request(self.loss, False, dict(self.arrays)).SerializeToString()
+    @property
+    def loss(self) -> str:
+        return self.calls[0][0]
 
-    def v2_grpc_bytes(self) -> bytes:
-        """The same call as an Open Inference Protocol ModelInfer with raw_input_contents."""
+    def grpc_bytes(self) -> list[bytes]:
+        return [grpc_request(loss, False, dict(arrays)).SerializeToString()
+                for loss, arrays in self.calls]
+
+    def v2_grpc_bytes(self) -> list[bytes]:
+        """The same calls as Open Inference Protocol ModelInfer with raw_input_contents."""
         from service._proto.inference import grpc_predict_v2_pb2 as v2
         from service.api.v2 import V2_DATATYPES
-        request = v2.ModelInferRequest(model_name=self.loss)
-        for name, array in self.arrays.items():
-            request.inputs.add(name=name, datatype=V2_DATATYPES[array.dtype.name],
-                               shape=array.shape)
-            request.raw_input_contents.append(array.astype(array.dtype.newbyteorder("<"))
-                                              .tobytes())
-        return request.SerializeToString()
+        out = []
+        for loss, arrays in self.calls:
+            request = v2.ModelInferRequest(model_name=loss)
+            for name, array in arrays.items():
+                request.inputs.add(name=name, datatype=V2_DATATYPES[array.dtype.name],
+                                   shape=array.shape)
+                request.raw_input_contents.append(
+                    array.astype(array.dtype.newbyteorder("<")).tobytes())
+            out.append(request.SerializeToString())
+        return out
 
-    def rest_bytes(self) -> bytes:
+    def rest_bytes(self) -> list[bytes]:
         def enc(a: np.ndarray):
             if self.rest_encoding == "list":
                 return a.tolist()
             return {"dtype": a.dtype.name, "shape": list(a.shape),
                     "b64": base64.b64encode(a.tobytes()).decode()}
-        return json.dumps({"inputs": {k: enc(v) for k, v in self.arrays.items()}}).encode()
+        return [json.dumps({"inputs": {k: enc(v) for k, v in arrays.items()}}).encode()
+                for _, arrays in self.calls]
+
+    def paths(self, transport: str) -> list[str]:
+        if transport == "rest":
+            return [f"/v1/losses/{loss}" for loss, _ in self.calls]
+        return ["/inference.GRPCInferenceService/ModelInfer" if transport == "v2-grpc" else
+                "/lossd.v1.LossService/Compute"]
 
 
 def small() -> Workload:
     rng = np.random.default_rng(0)
-    return Workload("cross_entropy 32x10", "cross_entropy",
-                    {"input": rng.standard_normal((32, 10)).astype(np.float32),
-                     "target": rng.integers(0, 10, 32)}, "list")
+    return Workload("cross_entropy 32x10", [("cross_entropy", {
+        "input": rng.standard_normal((32, 10)).astype(np.float32),
+        "target": rng.integers(0, 10, 32)})], "list")
 
 
 def large(n: int) -> Workload:
     rng = np.random.default_rng(1)
-    label = f"mse {n // 1_000_000}M float32"
-    return Workload(label, "mse", {"input": rng.standard_normal(n).astype(np.float32),
-                                   "target": rng.standard_normal(n).astype(np.float32)}, "b64")
+    label = f"mse {n // 1_000_000}M float32" if n >= 1_000_000 else f"mse {n:,} float32"
+    return Workload(label, [("mse", {"input": rng.standard_normal(n).astype(np.float32),
+                                     "target": rng.standard_normal(n).astype(np.float32)})],
+                    "b64")
+
+
+def mixed() -> Workload:
+    """Eight small calls of different losses, families and shapes, sent in turn."""
+    rng = np.random.default_rng(2)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+    calls = [
+        ("cross_entropy", {"input": normal(32, 10), "target": rng.integers(0, 10, 32)}),
+        ("mse", {"input": normal(64, 8), "target": normal(64, 8)}),
+        ("binary_cross_entropy_with_logits", {"input": normal(32, 5), "target": (
+            rng.random((32, 5)) > 0.5).astype(np.float32)}),
+        ("smooth_l1", {"input": normal(256), "target": normal(256)}),
+        ("triplet_margin", {"anchor": normal(16, 32), "positive": normal(16, 32),
+                            "negative": normal(16, 32)}),
+        ("generalized_box_iou", {"boxes1": np.sort(rng.random((32, 4)), axis=1).astype(
+            np.float32)[:, [0, 1, 2, 3]], "boxes2": np.sort(rng.random((32, 4)), axis=1
+                                                            ).astype(np.float32)}),
+        ("dice", {"input": normal(2, 3, 8, 8), "target": rng.integers(0, 3, (2, 8, 8))}),
+        ("kl_div", {"input": np.log(rng.dirichlet(np.ones(10), 32)).astype(np.float32),
+                    "target": rng.dirichlet(np.ones(10), 32).astype(np.float32)}),
+    ]
+    return Workload("8 losses, small", calls, "list")
 
 
 @dataclass
@@ -138,25 +181,26 @@ def measure(workload: Workload, transport: str, server: str, concurrency: int, s
             flags: list[str]) -> dict:
     kind = ("floor-rest" if transport == "rest" else "floor-grpc") if server == "floor" else "lossd"
     proc, http, grpc_port = start(kind, flags)
+    files: list[str] = []
     try:
-        payload = {"grpc": workload.grpc_bytes, "v2-grpc": workload.v2_grpc_bytes,
-                   "rest": workload.rest_bytes}[transport]()
-        with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
-            f.write(payload)
+        payloads = {"grpc": workload.grpc_bytes, "v2-grpc": workload.v2_grpc_bytes,
+                    "rest": workload.rest_bytes}[transport]()
+        for payload in payloads:
+            with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+                f.write(payload)
+            files.append(f.name)
         target = f"127.0.0.1:{http if transport == 'rest' else grpc_port}"
         kind_arg = "rest" if transport == "rest" else "grpc"
-        cmd = [sys.executable, "-m", "bench.load", kind_arg, target, f.name, str(concurrency),
-               str(seconds)]
-        cmd.append(f"/v1/losses/{workload.loss}" if transport == "rest" else
-                   "/inference.GRPCInferenceService/ModelInfer" if transport == "v2-grpc" else
-                   "/lossd.v1.LossService/Compute")
+        cmd = [sys.executable, "-m", "bench.load", kind_arg, target, ",".join(files),
+               str(concurrency), str(seconds), ",".join(workload.paths(transport))]
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True,
                              timeout=seconds + 120)
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        result["payload_bytes"] = os.path.getsize(f.name)
-        os.unlink(f.name)
+        result["payload_bytes"] = sum(map(len, payloads)) // len(payloads)
         return result
     finally:
+        for name in files:
+            os.unlink(name)
         proc.terminate()
         proc.wait(30)
 
@@ -175,6 +219,11 @@ def scenarios(full: bool) -> list[tuple[str, Workload, str, list[int], list[str]
         out.append(("small grpc, 2 workers", small(), "grpc", [32, 128], ["--workers", "2"]))
         big = ["--max-body-bytes", str(400 * 2**20), "--max-tensor-elements", str(2**25)]
         out.append(("16M grpc", large(16_000_000), "grpc", [1], big))
+        for transport in ("grpc", "rest"):
+            out.append((f"mixed {transport}", mixed(), transport, [1, 32], []))
+        for transport in ("grpc", "rest"):  # MB/s vs payload size (1M is "large" above)
+            for n in SWEEP:
+                out.append((f"size {transport}", large(n), transport, [2], []))
     return out
 
 
