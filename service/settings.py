@@ -27,8 +27,10 @@ class Settings(BaseSettings):
     max_ndim: int = Field(16, ge=1, description="most dimensions of a tensor")
     max_json_depth: int = Field(32, ge=2, description="deepest JSON nesting of a request")
     max_batch_requests: int = Field(64, ge=1, le=100_000, description="largest batch, in requests")
-    max_batch_elements: int = Field(4 * MIB, ge=1,
-                                    description="largest batch, in elements of its inputs")
+    max_batch_elements: int = Field(
+        64 * 1024, ge=1, description="largest batch, in elements of its inputs (a bigger request "
+                                     "runs alone: batching saves only per-call overhead, which "
+                                     "big arrays do not notice, and concatenating copies them)")
 
     max_batch_delay_us: int = Field(0, ge=0, le=1_000_000,
                                     description="wait this long for a batch to fill (0: never)")
