@@ -1,11 +1,13 @@
 """lossd against the bare transport floor, side by side in one run (``make bench``).
 
-    python -m bench.serve [--full] [--seconds S] [--no-write]
+    python -m bench.serve [--full] [--seconds S] [--repeat N] [--no-write]
 
 Each scenario starts a server (lossd, or the floor server that only receives the same bytes),
-drives it from a separate load process (bench/load.py) for S seconds, and stops it. Figures are
-reported as ratios against the floor measured in the same run, with absolute numbers beside
-them. Results go to stdout and to the "Service vs floor" section of docs/benchmarks.md.
+drives it from a separate load process (bench/load.py) for S seconds, and stops it; floor and
+lossd alternate N times per row and the median ratio is reported with its range (the load
+generator, the floor and lossd share this machine's cores). Figures are ratios against the
+floor measured in the same run, with absolute numbers beside them. Results go to stdout,
+bench/results/serve.json and the "Service vs floor" section of docs/benchmarks.md.
 
 Scenarios (quick): small = cross_entropy on (32, 10) float32 at concurrency 1 and 32, over gRPC
 (raw tensors), V2 gRPC and REST (JSON lists); large = mse on 1M float32 pairs over gRPC (raw),
@@ -227,15 +229,25 @@ def scenarios(full: bool) -> list[tuple[str, Workload, str, list[int], list[str]
     return out
 
 
-def run(full: bool, seconds: float) -> list[dict]:
+def run(full: bool, seconds: float, repeat: int) -> list[dict]:
+    """Each row: ``repeat`` back-to-back floor/lossd pairs; the pair with the median ratio is
+    reported, with the lowest and highest ratio beside it (the machine is shared)."""
     rows = []
     for name, workload, transport, concurrencies, flags in scenarios(full):
         for c in concurrencies:
-            floor = measure(workload, transport, "floor", c, seconds, [])
-            lossd = measure(workload, transport, "lossd", c, seconds, flags)
+            pairs = []
+            for _ in range(repeat):
+                floor = measure(workload, transport, "floor", c, seconds, [])
+                lossd = measure(workload, transport, "lossd", c, seconds, flags)
+                ratio = lossd["rps"] / floor["rps"] if floor["rps"] else float("nan")
+                pairs.append((ratio, floor, lossd))
+            pairs.sort(key=lambda p: p[0])
+            ratio, floor, lossd = pairs[len(pairs) // 2]
+            errors = sum(p[2]["errors"] for p in pairs)
             row = {"scenario": name, "workload": workload.name, "transport": transport,
-                   "concurrency": c, "flags": " ".join(flags), "floor": floor, "lossd": lossd,
-                   "ratio_rps": lossd["rps"] / floor["rps"] if floor["rps"] else float("nan")}
+                   "concurrency": c, "flags": " ".join(flags), "floor": floor,
+                   "lossd": {**lossd, "errors": errors}, "ratio_rps": ratio,
+                   "ratio_range": [pairs[0][0], pairs[-1][0]]}
             rows.append(row)
             print(_line(row), flush=True)
     return rows
@@ -247,20 +259,24 @@ def _mbs(r: dict) -> float:
 
 def _line(row: dict) -> str:
     f, lo = row["floor"], row["lossd"]
+    low, high = row.get("ratio_range", [row["ratio_rps"]] * 2)
     return (f"| {row['scenario']} | {row['workload']} | {row['concurrency']} | "
-            f"{lo['rps']:.0f} | {f['rps']:.0f} | **{row['ratio_rps']:.2f}** | "
+            f"{lo['rps']:.0f} | {f['rps']:.0f} | **{row['ratio_rps']:.2f}** "
+            f"({low:.2f}-{high:.2f}) | "
             f"{_mbs(lo):.0f} / {_mbs(f):.0f} | {lo['p50_ms']:.2f} / {lo['p99_ms']:.2f} | "
             f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {lo['errors']} |")
 
 
 def table(rows: list[dict], command: str) -> str:
-    head = ("| scenario | workload | conc. | lossd rps | floor rps | lossd/floor | MB/s lossd / "
-            "floor | lossd p50 / p99 ms | floor p50 / p99 ms | errors |\n"
+    head = ("| scenario | workload | conc. | lossd rps | floor rps | lossd/floor (range) | "
+            "MB/s lossd / floor | lossd p50 / p99 ms | floor p50 / p99 ms | errors |\n"
             "|---|---|---|---|---|---|---|---|---|---|")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     return (f"Command: `{command}` — {stamp}, {machine}; client, floor and lossd share the "
-            f"machine.\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n")
+            f"machine. Each row is the median of back-to-back floor/lossd pairs (lowest and "
+            f"highest ratio in brackets); errors are summed over all of them.\n\n{head}\n"
+            + "\n".join(_line(r) for r in rows) + "\n")
 
 
 def write_doc(text: str) -> None:
@@ -279,11 +295,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="floor/lossd pairs per row; the median ratio is reported")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     command = "python -m bench.serve" + (" --full" if args.full else "") + (
-        f" --seconds {args.seconds:g}" if args.seconds != 3.0 else "")
-    rows = run(args.full, args.seconds)
+        f" --seconds {args.seconds:g}" if args.seconds != 3.0 else "") + (
+        f" --repeat {args.repeat}" if args.repeat != 3 else "")
+    rows = run(args.full, args.seconds, args.repeat)
     text = table(rows, command)
     print(text)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
