@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, SupportsBytes
 
 import numpy as np
 import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
@@ -65,10 +65,11 @@ class Base64Bytes:
     """A JSON ``b64`` string already decoded by :func:`decode_b64`: ``raw`` is its bytes,
     ``text`` its characters (strict base64, so ASCII with no quote), kept for messages that
     show the value. Made by :mod:`service.api.jsonbody`, which cuts ``b64`` strings out of
-    large bodies before parsing; :func:`from_json` takes it as it takes the string."""
+    large bodies before parsing, and :mod:`service.api.jsonstream`, which decodes them as the
+    body streams in; :func:`from_json` takes it as it takes the string."""
 
-    raw: bytes
-    text: memoryview
+    raw: bytes | memoryview
+    text: memoryview | SupportsBytes
 
     def __repr__(self) -> str:  # the repr of the string it stands for
         return repr(bytes(self.text).decode("ascii"))
@@ -218,7 +219,7 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
         if "b64" in obj:
             b64 = obj["b64"]
             if isinstance(b64, Base64Bytes):
-                raw: bytes | None = b64.raw
+                raw: bytes | memoryview | None = b64.raw
             elif isinstance(b64, str):
                 raw = decode_b64(b64)
             else:

@@ -42,11 +42,11 @@ import orjson
 from ..errors import MalformedRequest
 from . import codec, limits
 
-_KEY = b'"b64"'
+KEY = b'"b64"'
 _MARKER = "lossd-b64-cut:"  # placeholders are MARKER + index: not base64 (":" and "-")
-_WHITESPACE = b" \t\n\r"
+WHITESPACE = b" \t\n\r"
 _TENSOR_KEYS = {"dtype", "shape", "data", "b64"}
-_VALUE_START = re.compile(rb'[ \t\n\r]*:[ \t\n\r]*"')
+VALUE_START = re.compile(rb'[ \t\n\r]*:[ \t\n\r]*"')
 
 
 def loads(body: bytes, max_depth: int) -> Any:
@@ -56,14 +56,14 @@ def loads(body: bytes, max_depth: int) -> Any:
     the plain parse; ``b64`` strings that are not strict base64 stay strings (the codec refuses
     them).
     """
-    if _KEY in body:
+    if KEY in body:
         sliced = _loads_sliced(body, max_depth)
         if sliced is not None:
             return sliced[0]
-    return _loads_plain(body, max_depth)
+    return loads_plain(body, max_depth)
 
 
-def _loads_plain(body: bytes, max_depth: int) -> Any:
+def loads_plain(body: bytes, max_depth: int) -> Any:
     limits.check_json_depth(body, max_depth)
     try:
         return orjson.loads(body)
@@ -74,21 +74,21 @@ def _loads_plain(body: bytes, max_depth: int) -> Any:
 def _cuts(body: bytes) -> list[tuple[int, int]] | None:
     """``(start, end)`` of each ``"b64"`` string value's content, None when one has no end."""
     cuts = []
-    at = body.find(_KEY)
+    at = body.find(KEY)
     while at >= 0:
         before = at - 1
-        while before >= 0 and body[before] in _WHITESPACE:
+        while before >= 0 and body[before] in WHITESPACE:
             before -= 1
-        value = _VALUE_START.match(body, at + len(_KEY))
+        value = VALUE_START.match(body, at + len(KEY))
         if before >= 0 and body[before] in b"{," and value is not None:
             start = value.end()
             end = body.find(b'"', start)
             if end < 0:
                 return None
             cuts.append((start, end))
-            at = body.find(_KEY, end + 1)
+            at = body.find(KEY, end + 1)
         else:
-            at = body.find(_KEY, at + 1)
+            at = body.find(KEY, at + 1)
     return cuts
 
 
@@ -104,14 +104,25 @@ def _loads_sliced(body: bytes, max_depth: int) -> tuple[Any] | None:
         if raw is None:
             return None
         decoded.append(codec.Base64Bytes(raw, view[start:end]))
-    placeholders = {f"{_MARKER}{i}": i for i in range(len(cuts))}
     parts, last = [], 0
-    for placeholder, (start, end) in zip(placeholders, cuts):
-        parts += [body[last:start], placeholder.encode()]
+    for i, (start, end) in enumerate(cuts):
+        parts += [body[last:start], placeholder(i)]
         last = end
     parts.append(body[last:])
-    skeleton = b"".join(parts)
-    if b"\\" in skeleton or skeleton.count(_MARKER.encode()) != len(cuts):
+    return loads_skeleton(b"".join(parts), decoded, max_depth)
+
+
+def placeholder(index: int) -> bytes:
+    """What replaces the content of the ``index``-th cut ``b64`` string in the skeleton."""
+    return f"{_MARKER}{index}".encode()
+
+
+def loads_skeleton(skeleton: bytes, decoded: list[codec.Base64Bytes], max_depth: int
+                   ) -> tuple[Any] | None:
+    """``(parsed,)`` for a skeleton holding ``placeholder(i)`` for each ``decoded[i]``, or None
+    to take the plain parse (may raise the plain parse's depth error: same brackets)."""
+    placeholders = {f"{_MARKER}{i}": i for i in range(len(decoded))}
+    if b"\\" in skeleton or skeleton.count(_MARKER.encode()) != len(decoded):
         return None
     limits.check_json_depth(skeleton, max_depth)  # same brackets as the body: same answer
     try:
@@ -119,7 +130,7 @@ def _loads_sliced(body: bytes, max_depth: int) -> tuple[Any] | None:
     except orjson.JSONDecodeError:
         return None
     found: dict[int, dict[str, Any]] = {}
-    if not _collect(parsed, placeholders, found) or len(found) != len(cuts):
+    if not _collect(parsed, placeholders, found) or len(found) != len(decoded):
         return None
     for i, holder in found.items():
         holder["b64"] = decoded[i]

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..losses import REGISTRY, Result, get_spec
 from ..settings import Settings
-from . import codec, jsonbody, schema
+from . import codec, jsonbody, jsonstream, schema
 from .auth import RestAuth
 from .describe import describe, describe_all
 from .disconnect import QuietDisconnect
@@ -57,25 +57,48 @@ def error_response(error: LossdError, headers: dict[str, str] | None = None) -> 
     return json_response({"error": error.to_dict()}, status, headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it passes ``limit`` bytes (declared or streamed)."""
+def _declared_length(request: Request) -> int | None:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object]) -> None:
+    """Hand the body's chunks to ``feed`` as they arrive, refused as soon as it passes
+    ``limit`` bytes (declared or streamed)."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")
-    chunks, size = [], 0
+    size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"body: at most {limit} bytes; got more", field="body")
-            chunks.append(chunk)
+            feed(chunk)
     except ClientDisconnect:  # hung up mid-body: nothing to answer (see disconnect.py)
         raise asyncio.CancelledError("client disconnected") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body (see :func:`receive_body`)."""
+    chunks: list[bytes] = []
+    await receive_body(request, limit, chunks.append)
     return b"".join(chunks)
 
 
+async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
+    """``parse_json(await read_body(...))``, parsed as the chunks arrive (:mod:`jsonstream`:
+    ``b64`` strings decoded while hot in cache, no joined copy of the body)."""
+    stream = jsonstream.JsonStream(settings.max_json_depth, _declared_length(request))
+    await receive_body(request, settings.max_body_bytes, stream.feed)
+    return _json_object(stream.finish())
+
+
 def parse_json(body: bytes, settings: Settings) -> dict[str, Any]:
-    obj = jsonbody.loads(body, settings.max_json_depth)
+    return _json_object(jsonbody.loads(body, settings.max_json_depth))
+
+
+def _json_object(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise MalformedRequest("body: expected a JSON object", field="body")
     return obj
@@ -231,8 +254,7 @@ class ComputeEndpoint:
 
     async def __call__(self, name: str, request: Request) -> Response:
         async def handle() -> Response:
-            body = parse_json(await read_body(request, self.settings.max_body_bytes),
-                              self.settings)
+            body = await read_json(request, self.settings)
             call = ComputeCall(name, body, self.settings)
             result = await run_watching_client(request, self.engine.compute(
                 call.loss, call.arrays, call.options, grad=call.grad, timeout=_timeout(request)))
@@ -332,7 +354,7 @@ def create_app(settings: Settings, engine: Engine,
               openapi_extra=schema.batch_body())
     async def batch(request: Request) -> Response:
         async def handle() -> Response:
-            body = parse_json(await read_body(request, settings.max_body_bytes), settings)
+            body = await read_json(request, settings)
             items = body.get("requests")
             if set(body) != {"requests"} or not isinstance(items, list):
                 raise MalformedRequest("requests: expected {\"requests\": [...]}",

@@ -33,7 +33,7 @@ from ..losses._aggregate import Aggregate
 from ..runs import RunManager, RunView
 from ..settings import Settings
 from . import codec, schema
-from .rest import ComputeCall, _timeout, error_response, json_response, parse_json, read_body
+from .rest import ComputeCall, _timeout, error_response, json_response, parse_json, read_json
 
 log = logging.getLogger("lossd.rest")
 NDJSON = "application/x-ndjson"
@@ -146,7 +146,7 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
             metrics.answered(label, "rest", code, time.perf_counter() - started)
 
     async def body_of(request: Request) -> dict[str, Any]:
-        return parse_json(await read_body(request, settings.max_body_bytes), settings)
+        return await read_json(request, settings)
 
     @app.post("/v1/losses/{name}/stream", tags=["evaluation"], include_in_schema=False)
     async def stream(name: str, request: Request) -> Response:

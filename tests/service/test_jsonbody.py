@@ -58,7 +58,7 @@ def _leaves(node: Any) -> list[Any]:
 
 def assert_same(body: bytes) -> tuple[str, Any]:
     """``jsonbody.loads`` and the plain parse agree on ``body`` (value or error message)."""
-    sliced, plain = _outcome(jsonbody.loads, body), _outcome(jsonbody._loads_plain, body)
+    sliced, plain = _outcome(jsonbody.loads, body), _outcome(jsonbody.loads_plain, body)
     assert sliced == plain
     return sliced
 
