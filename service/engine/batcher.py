@@ -3,9 +3,10 @@ event loop -> split -> per-request reduction.
 
 * Validation happens in :meth:`Engine.prepare`, before a call is queued: a bad request never
   fails its neighbours.
-* Compute runs on a thread pool, off the event loop (NumPy releases the GIL on big arrays);
-  batches below ``inline_compute_elements`` are computed inline, where a thread hop would cost
-  more than the work.
+* Compute runs on a thread pool, off the event loop (NumPy releases the GIL on big arrays),
+  unless a thread hop would cost more than the work: batches of at most
+  ``inline_compute_elements`` input elements, or predicted to take at most
+  ``inline_compute_us`` (from their loss's measured time per element), are computed inline.
 * Delay 0 by default: a free worker takes whatever is queued (batches grow with load, an idle
   server adds no latency); ``max_batch_delay_us`` trades latency for batch size. Batches are
   capped by request count and by input elements.
@@ -35,6 +36,7 @@ from ..metrics import Metrics
 from ..settings import Settings
 
 log = logging.getLogger("lossd.engine")
+RATE_MIN_ELEMENTS = 4096  # smaller batches are mostly per-call overhead: they teach no rate
 
 
 class InternalError(LossdError):
@@ -69,6 +71,7 @@ class Engine:
         self._running = False
         self._draining = False
         self._singletons = 0
+        self._seconds_per_element: dict[tuple[str, bool], float] = {}  # see _learn
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
                         sum(a.size for a in call.arrays.values()), stats=stats)
-        if self._in_flight == 0 and item.elements <= self.settings.inline_compute_elements:
+        if self._in_flight == 0 and self._computes_inline([item]):
             # nothing else in flight and little to do: answer now, adding no hand-off (an idle
             # server adds no latency; under load requests queue and batch). Nothing awaits
             # here, so no scrape or drain can see this request in flight.
@@ -213,7 +216,7 @@ class Engine:
             started = time.perf_counter()
             for item in taken:
                 self.metrics.queue_seconds.observe(started - item.enqueued)
-            if sum(item.elements for item in taken) <= self.settings.inline_compute_elements:
+            if self._computes_inline(taken):
                 # tiny work: a thread hop would cost more than the compute (and NumPy holds
                 # the GIL on small arrays anyway), so compute right here
                 outcomes = self._compute_groups(groups)
@@ -258,6 +261,32 @@ class Engine:
             groups.setdefault(key, []).append(item)
         return list(groups.values())
 
+    def _computes_inline(self, items: list[_Pending]) -> bool:
+        """Whether to compute ``items`` on the event loop: few elements, or a prediction
+        (each loss's measured seconds per element, with or without gradients) within
+        ``inline_compute_us``. A loss not measured yet goes to the threads."""
+        elements = sum(item.elements for item in items)
+        if elements <= self.settings.inline_compute_elements:
+            return True
+        predicted = 0.0
+        for item in items:
+            rate = self._seconds_per_element.get((item.call.spec.name, item.grad))
+            if rate is None:
+                return False
+            predicted += rate * item.elements
+        return predicted * 1e6 <= self.settings.inline_compute_us
+
+    def _learn(self, group: list[_Pending], seconds: float) -> None:
+        """Update the loss's seconds per element (a moving average over batches big enough
+        for the per-call overhead not to count)."""
+        elements = sum(item.elements for item in group)
+        if elements < RATE_MIN_ELEMENTS:
+            return
+        key = (group[0].call.spec.name, group[0].grad)
+        rate = seconds / elements
+        known = self._seconds_per_element.get(key)
+        self._seconds_per_element[key] = rate if known is None else 0.8 * known + 0.2 * rate
+
     def _compute_groups(self, groups: list[list[_Pending]]
                         ) -> list[tuple[_Pending, Result | BaseException]]:
         """Runs in the compute thread."""
@@ -271,7 +300,9 @@ class Engine:
                               group[0].call.spec.name, len(group))
                 error = InternalError("internal error while computing; the incident is logged")
                 results = [error] * len(group)
-            self.metrics.compute_seconds.observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.compute_seconds.observe(seconds)
+            self._learn(group, seconds)
             self.metrics.batch_size.observe(len(group))
             outcomes.extend(zip(group, results))
         return outcomes

@@ -2,22 +2,25 @@
 incompatible requests never share a batch, an invalid request fails alone.
 
 Small calls on an idle engine are computed inline (no queue); the tests of the batching
-machinery turn that off (``inline_compute_elements=0``) so every call goes through the queue."""
+machinery turn that off (``inline_compute_elements=0, inline_compute_us=0``) so every call goes
+through the queue."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
 
 from service.engine import Engine
+from service.engine.batcher import _Pending
 from service.errors import InvalidArgument
 from service.losses import compute
 from service.settings import Settings
 from tests.reference.compare import assert_close
 
-QUEUED = Settings(inline_compute_elements=0)
+QUEUED = Settings(inline_compute_elements=0, inline_compute_us=0)
 
 
 def _ce(rng: np.random.Generator, n: int, c: int = 10, dtype: str = "float64") -> dict:
@@ -96,7 +99,8 @@ def test_invalid_request_fails_alone() -> None:
 
 def test_batch_caps_and_delay() -> None:
     rng = np.random.default_rng(3)
-    settings = Settings(max_batch_requests=4, max_batch_delay_us=2000, inline_compute_elements=0)
+    settings = Settings(max_batch_requests=4, max_batch_delay_us=2000, inline_compute_elements=0,
+                        inline_compute_us=0)
 
     async def body(engine: Engine):
         await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 2)) for _ in range(16)))
@@ -144,3 +148,42 @@ def test_idle_engine_answers_small_calls_inline() -> None:
     assert result.loss.shape == () and batches == 2
     assert inline_wait == 0.0  # computed at once: it never waited in the queue
     assert total_wait > 0.0  # the big one went through the queue and the worker
+
+
+def test_measured_cheap_losses_compute_on_the_loop(monkeypatch) -> None:
+    """Over inline_compute_elements, a call goes to a compute thread until its loss's time per
+    element is measured; then one predicted within inline_compute_us stays on the event loop,
+    and a loss not measured yet still goes to the threads."""
+    rng = np.random.default_rng(7)
+    threads: list[str] = []
+    original = Engine._compute_groups
+
+    def recording(self: Engine, groups):
+        threads.append(threading.current_thread().name)
+        return original(self, groups)
+
+    monkeypatch.setattr(Engine, "_compute_groups", recording)
+    medium = {"input": rng.standard_normal(50_000), "target": rng.standard_normal(50_000)}
+
+    async def body(engine: Engine):
+        for loss in ("mse", "mse", "huber"):
+            await engine.compute(loss, medium)
+        return dict(engine._seconds_per_element)
+
+    settings = Settings(inline_compute_elements=16_384, inline_compute_us=50_000)
+    rates = asyncio.run(_with_engine(settings, body))
+    assert [name == threading.main_thread().name for name in threads] == [False, True, False]
+    assert set(rates) == {("mse", False), ("huber", False)}
+
+
+def test_inline_prediction_uses_the_budget() -> None:
+    engine = Engine(Settings(inline_compute_elements=1_000, inline_compute_us=100))
+    engine._seconds_per_element[("mse", False)] = 1e-9  # 1 ns per element
+    call = engine.prepare("mse", {"input": np.zeros(40_000), "target": np.zeros(40_000)})
+
+    def item(grad: bool = False):
+        return _Pending(call, grad, None, 0.0, 80_000)  # type: ignore[arg-type]
+
+    assert engine._computes_inline([item()])  # 80 us predicted
+    assert not engine._computes_inline([item(), item()])  # 160 us
+    assert not engine._computes_inline([item(grad=True)])  # with gradients: not measured

@@ -61,7 +61,7 @@ def _check(case: Case, grad: bool, got: LossResult | LossdClientError) -> None:
 def test_concurrent_mixed_requests_never_cross_talk(spawn) -> None:
     # every request through the queue (no inline compute on an idle engine): batches are shared
     s = spawn("--max-batch-delay-us", "20000", "--max-queue", "4096",
-              "--inline-compute-elements", "0")
+              "--inline-compute-elements", "0", "--inline-compute-us", "0")
     requests = _requests(cases=25, variants=12)
 
     async def run() -> list[LossResult | LossdClientError]:
