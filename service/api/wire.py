@@ -135,6 +135,21 @@ def _entry(data: memoryview, start: int, stop: int) -> tuple[str, RawTensor]:
     return key, value
 
 
+def _take(view: memoryview, number: int) -> tuple[bytearray, list[tuple[int, int]]]:
+    """Split a (big) message into its other top-level fields, as they are, and the payload
+    spans of its length-delimited field ``number``, in order."""
+    if len(view) < SLICE_FROM:
+        raise _Unusual
+    rest, spans, pos = bytearray(), [], 0
+    for field, wire, begin, end in _fields(view, 0, len(view)):
+        if field == number and wire == LENGTH:
+            spans.append((begin, end))
+        else:
+            rest += view[pos:end]
+        pos = end
+    return rest, spans
+
+
 def compute_request(message_type: Any, data: bytes) -> tuple[Any, dict[str, Any]]:
     """A ``lossd.v1.ComputeRequest``: (the message without its inputs, inputs by name).
 
@@ -142,18 +157,8 @@ def compute_request(message_type: Any, data: bytes) -> tuple[Any, dict[str, Any]
     """
     view = memoryview(data)
     try:
-        if len(view) < SLICE_FROM:
-            raise _Unusual
-        inputs: dict[str, Any] = {}
-        rest = bytearray()
-        pos = 0
-        for number, wire, begin, end in _fields(view, 0, len(view)):
-            if number == 2 and wire == LENGTH:
-                key, tensor = _entry(view, begin, end)
-                inputs[key] = tensor  # a repeated key: the last wins, as in upb
-            else:
-                rest += view[pos:end]
-            pos = end
+        rest, entries = _take(view, 2)  # map<string, Tensor> inputs = 2
+        inputs = dict(_entry(view, begin, end) for begin, end in entries)  # last key wins
         return parse(message_type, rest), inputs
     except _Unusual:
         request = parse(message_type, data)
@@ -166,18 +171,8 @@ def infer_request(message_type: Any, data: bytes) -> tuple[Any, list[bytes | mem
     contents in order: views of ``data`` on the fast path, else upb's copies)."""
     view = memoryview(data)
     try:
-        if len(view) < SLICE_FROM:
-            raise _Unusual
-        contents: list[bytes | memoryview] = []
-        rest = bytearray()
-        pos = 0
-        for number, wire, begin, end in _fields(view, 0, len(view)):
-            if number == 7 and wire == LENGTH:
-                contents.append(view[begin:end])
-            else:
-                rest += view[pos:end]
-            pos = end
-        return parse(message_type, rest), contents
+        rest, contents = _take(view, 7)  # repeated bytes raw_input_contents = 7
+        return parse(message_type, rest), [view[begin:end] for begin, end in contents]
     except _Unusual:
         request = parse(message_type, data)
         return request, list(request.raw_input_contents)
