@@ -2,9 +2,10 @@
 
     python -m bench.soak [--seconds 300] [--concurrency 16]
 
-Drives a mix of small and medium requests over gRPC and REST from a separate load process,
-samples the server's RSS every few seconds, and compares the last samples with the level after
-warm-up (the first fifth of the run). Exit status 1 if RSS grew by 5% or more. Loopback only.
+Drives small requests (eight losses in turn) and medium ones (ctc, mse on 1e5 elements) over
+gRPC and REST from separate load processes, samples the server's RSS every few seconds, and
+compares the last samples with the level after warm-up (the first fifth of the run). Exit
+status 1 if RSS grew by 5% or more. Loopback only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serve import ROOT, Workload, free_port, large, small
+from bench.serve import ROOT, Workload, free_port, large, mixed, small
 
 
 def rss_bytes(pid: int) -> int:
@@ -31,10 +32,10 @@ def rss_bytes(pid: int) -> int:
 
 def medium() -> Workload:
     rng = np.random.default_rng(2)
-    return Workload("ctc 50x16x20", "ctc", {
+    return Workload("ctc 50x16x20", [("ctc", {
         "log_probs": np.log(rng.dirichlet(np.ones(20), (50, 16))).astype(np.float32),
         "targets": rng.integers(1, 20, (16, 10)), "input_lengths": np.full(16, 50),
-        "target_lengths": rng.integers(1, 11, 16)}, "b64")
+        "target_lengths": rng.integers(1, 11, 16)})], "b64")
 
 
 def main() -> None:
@@ -47,19 +48,22 @@ def main() -> None:
                                "--http-port", str(http), "--grpc-port", str(grpc_port),
                                "--log-level", "warning"], cwd=ROOT)
     time.sleep(2.0)
-    workloads = [("grpc", small(), grpc_port), ("rest", small(), http),
+    workloads = [("grpc", mixed(), grpc_port), ("rest", small(), http),
                  ("grpc", medium(), grpc_port), ("rest", large(100_000), http)]
-    loads, files = [], []
+    loads: list[subprocess.Popen] = []
+    files: list[str] = []
     try:
         for transport, workload, port in workloads:
-            f = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)
-            f.write(workload.grpc_bytes() if transport == "grpc" else workload.rest_bytes())
-            f.close()
-            files.append(f.name)
-            cmd = [sys.executable, "-m", "bench.load", transport, f"127.0.0.1:{port}", f.name,
-                   str(max(1, args.concurrency // len(workloads))), str(args.seconds)]
-            cmd.append(f"/v1/losses/{workload.loss}" if transport == "rest"
-                       else "/lossd.v1.LossService/Compute")
+            names = []
+            for payload in (workload.grpc_bytes() if transport == "grpc"
+                            else workload.rest_bytes()):
+                with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+                    f.write(payload)
+                names.append(f.name)
+            files += names
+            cmd = [sys.executable, "-m", "bench.load", transport, f"127.0.0.1:{port}",
+                   ",".join(names), str(max(1, args.concurrency // len(workloads))),
+                   str(args.seconds), ",".join(workload.paths(transport))]
             loads.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
         samples: list[tuple[float, int]] = []
         started = time.monotonic()

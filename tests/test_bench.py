@@ -7,6 +7,8 @@ included, and the plots drawn from a small results file.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -42,3 +44,11 @@ def test_plots_draw_from_results(tmp_path, monkeypatch) -> None:
     plots.main()
     assert {p.name for p in (tmp_path / "img").iterdir()} == {
         "throughput.png", "latency.png", "bandwidth.png", "core_vs_torch.png"}
+
+
+def test_soak_runs() -> None:
+    """A few seconds of the soak (too short for its RSS verdict: only that it runs clean)."""
+    out = subprocess.run([sys.executable, "-m", "bench.soak", "--seconds", "3"],
+                         capture_output=True, text=True, timeout=120, cwd=serve.ROOT)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["requests"] > 0 and report["errors"] == 0 and report["server_exit"] == 0
