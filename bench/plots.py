@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve.json"
@@ -113,6 +114,8 @@ def core_vs_torch(core: dict) -> None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(list(x), [r["loss"] for r in rows], rotation=75, fontsize=7)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_ylabel("core time / torch time")
     ax.set_title(f"lossd's NumPy core vs torch CPU, about {largest:.0e} elements, "
                  f"{core['dtype']}")
