@@ -39,9 +39,11 @@ class Settings(BaseSettings):
         16_384, ge=0, description="batches with at most this many input elements are computed "
                                   "on the event loop (a thread hop costs more than they do)")
     inline_compute_us: int = Field(
-        250, ge=0, description="bigger batches are computed on the event loop too when their "
-                               "loss's measured time per element predicts at most this many "
-                               "microseconds (0: never)")
+        2_000, ge=0, description="bigger batches are computed on the event loop too when "
+                                 "their loss's measured time per element predicts at most this "
+                                 "many microseconds (0: never); the longest a compute may hold "
+                                 "the loop, so lower it when small requests' tail latency beside "
+                                 "big ones matters more than throughput")
     compute_threads: int = Field(1, ge=1, le=64,
                                  description="threads computing batches off the event loop")
     drain_seconds: float = Field(30.0, ge=0, description="grace to finish work on SIGTERM")
