@@ -58,10 +58,6 @@ class Workload:
     calls: list[tuple[str, dict[str, np.ndarray]]]  # (loss, arrays)
     rest_encoding: str  # "list" or "b64"
 
-    @property
-    def loss(self) -> str:
-        return self.calls[0][0]
-
     def grpc_bytes(self) -> list[bytes]:
         return [grpc_request(loss, False, dict(arrays)).SerializeToString()
                 for loss, arrays in self.calls]
@@ -259,7 +255,7 @@ def _mbs(r: dict) -> float:
 
 def _line(row: dict) -> str:
     f, lo = row["floor"], row["lossd"]
-    low, high = row.get("ratio_range", [row["ratio_rps"]] * 2)
+    low, high = row["ratio_range"]
     return (f"| {row['scenario']} | {row['workload']} | {row['concurrency']} | "
             f"{lo['rps']:.0f} | {f['rps']:.0f} | **{row['ratio_rps']:.2f}** "
             f"({low:.2f}-{high:.2f}) | "

@@ -231,11 +231,3 @@ class JsonStream:
         parts += [bytes(self.skeleton[last:]), bytes(rest)]
         self.plain = parts
         self.skeleton, self.cuts, self.spots, self.cut = bytearray(), [], [], None
-
-
-def loads_chunks(chunks: list[bytes], max_depth: int) -> Any:
-    """``jsonbody.loads(b"".join(chunks), max_depth)``, streamed (for tests and benchmarks)."""
-    stream = JsonStream(max_depth)
-    for chunk in chunks:
-        stream.feed(chunk)
-    return stream.finish()
