@@ -1,21 +1,32 @@
 """Floor servers: receive the same bytes as lossd and answer at once, computing nothing.
 
-    python -m bench.floor grpc PORT      bare grpc.aio server (same server options as lossd)
-    python -m bench.floor rest PORT      bare ASGI app under the same uvicorn settings
+    python -m bench.floor grpc PORT          bare grpc.aio server (same server options as lossd)
+    python -m bench.floor rest PORT          bare ASGI app under the same uvicorn settings
+    python -m bench.floor grpc-decode PORT   the grpc floor, plus decoding each request
+    python -m bench.floor rest-decode PORT   the rest floor, plus decoding each request
 
-They bound what any service on this transport can do on this machine: every lossd figure is a
-ratio against the floor measured in the same run.
+The bare floors bound what any service on this transport can do on this machine: every lossd
+figure is a ratio against the floor measured in the same run. The decode floors also turn the
+request into NumPy arrays with the plain library calls (upb's ``FromString`` and
+``np.frombuffer``; ``orjson.loads`` and ``np.asarray`` or base64), still computing nothing: the
+least any Python service must do with a request, so their ratio to the bare floor is a ceiling
+for small requests (lossd's own readers beat these plain calls on large ones).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import grpc
+import numpy as np
+import orjson
+import pybase64
 import uvicorn
 import uvloop
 
 from service._malloc import tune_malloc
+from service._proto.inference import grpc_predict_v2_pb2 as v2
 from service._proto.lossd.v1 import lossd_pb2 as pb
 from service.api.grpc_native import server_options
 from service.settings import Settings
@@ -24,46 +35,92 @@ from service.settings import Settings
 GRPC_ANSWER = pb.ComputeResponse(loss=pb.Tensor(dtype=pb.FLOAT32, raw=b"\0\0\0\0")
                                  ).SerializeToString()
 REST_ANSWER = b'{"loss":0.0}'
+NATIVE_DTYPES = {value: np.dtype(name.lower()) for name, value in pb.DType.items()
+                 if name.lower() in ("float16", "float32", "float64", "int64", "uint8", "bool")}
+V2_DTYPES = {"FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+             "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "BOOL": np.dtype("?")}
 
 
-async def serve_grpc(port: int) -> None:
+def decode_native(request: bytes) -> dict[str, np.ndarray]:
+    """A ``lossd.v1.ComputeRequest`` with raw tensors: its inputs by name."""
+    inputs = pb.ComputeRequest.FromString(request).inputs
+    return {name: np.frombuffer(t.raw, NATIVE_DTYPES[t.dtype]).reshape(tuple(t.shape))
+            for name, t in ((name, inputs[name]) for name in inputs)}
+
+
+def decode_v2(request: bytes) -> dict[str, np.ndarray]:
+    """An ``inference.ModelInferRequest`` with raw_input_contents: its inputs by name."""
+    message = v2.ModelInferRequest.FromString(request)
+    return {i.name: np.frombuffer(raw, V2_DTYPES[i.datatype]).reshape(tuple(i.shape))
+            for i, raw in zip(message.inputs, message.raw_input_contents)}
+
+
+def decode_json(body: bytes) -> dict[str, np.ndarray]:
+    """A lossd REST body with nested lists or ``b64`` tensors: its inputs by name."""
+    def array(value: Any) -> np.ndarray:
+        if isinstance(value, dict):
+            raw = pybase64.b64decode(value["b64"], validate=True)
+            return np.frombuffer(raw, value["dtype"]).reshape(value["shape"])
+        return np.asarray(value)
+    return {name: array(value) for name, value in orjson.loads(body)["inputs"].items()}
+
+
+async def serve_grpc(port: int, decode: bool) -> None:
     async def compute(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if decode:
+            decode_native(request)
+        return GRPC_ANSWER
+
+    async def infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if decode:
+            decode_v2(request)
         return GRPC_ANSWER
 
     settings = Settings(grpc_port=port, host="127.0.0.1", max_body_bytes=2**30)  # any size
     server = grpc.aio.server(options=server_options(settings))
-    handler = grpc.unary_unary_rpc_method_handler(compute, request_deserializer=None,
-                                                  response_serializer=None)
+
+    def raw(handler: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=None,
+                                                   response_serializer=None)
     server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler("lossd.v1.LossService", {"Compute": handler}),
+        grpc.method_handlers_generic_handler("lossd.v1.LossService", {"Compute": raw(compute)}),
         grpc.method_handlers_generic_handler("inference.GRPCInferenceService",
-                                             {"ModelInfer": handler})))
+                                             {"ModelInfer": raw(infer)})))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
 
 
-async def rest_app(scope: dict, receive, send) -> None:
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:  # read the whole body, as lossd must
-        message = await receive()
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(REST_ANSWER)).encode())]})
-    await send({"type": "http.response.body", "body": REST_ANSWER})
+def rest_app(decode: bool) -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:  # read the whole body, as lossd must
+            message = await receive()
+            if decode:
+                chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if decode:
+            decode_json(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(REST_ANSWER)).encode())]})
+        await send({"type": "http.response.body", "body": REST_ANSWER})
+    return app
 
 
 def main(kind: str, port: int) -> None:
     tune_malloc()  # the same allocator settings as lossd
-    if kind == "grpc":
-        uvloop.run(serve_grpc(port))
+    transport, _, decode = kind.partition("-")
+    if kind not in ("grpc", "rest", "grpc-decode", "rest-decode"):
+        raise SystemExit(f"unknown floor {kind!r}")
+    if transport == "grpc":
+        uvloop.run(serve_grpc(port, bool(decode)))
     else:
-        uvicorn.run(rest_app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                    access_log=False, http="httptools", loop="uvloop", server_header=False,
-                    timeout_keep_alive=30)
+        uvicorn.run(rest_app(bool(decode)), host="127.0.0.1", port=port, lifespan="off",
+                    log_level="warning", access_log=False, http="httptools", loop="uvloop",
+                    server_header=False, timeout_keep_alive=30)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
     python -m bench.serve [--full] [--seconds S] [--repeat N] [--no-write]
 
-Each scenario starts a server (lossd, or the floor server that only receives the same bytes),
-drives it from a separate load process (bench/load.py) for S seconds, and stops it; floor and
-lossd alternate N times per row and the median ratio is reported with its range (the load
-generator, the floor and lossd share this machine's cores). Figures are ratios against the
-floor measured in the same run, with absolute numbers beside them. Results go to stdout,
+Each scenario starts a server (lossd; the floor server that only receives the same bytes; or the
+decode floor, which also turns them into arrays with the plain library calls: see bench/floor.py),
+drives it from a separate load process (bench/load.py) for S seconds, and stops it; the three
+take turns N times per row and the median ratios are reported with their ranges (the load
+generator and the server share this machine's cores). Figures are ratios against the floor
+measured in the same run, with absolute numbers beside them. Results go to stdout,
 bench/results/serve.json and the "Service vs floor" section of docs/benchmarks.md.
 
 Scenarios (quick): small = cross_entropy on (32, 10) float32 at concurrency 1 and 32, over gRPC
@@ -155,17 +156,18 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def start(server: str, flags: list[str]) -> tuple[subprocess.Popen, int, int]:
+    """``server``: "lossd", or a floor of bench/floor.py ("grpc", "rest-decode", ...)."""
     http, grpc_port = free_port(), free_port()
     if server == "lossd":
         cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
                "--http-port", str(http), "--grpc-port", str(grpc_port), "--log-level", "warning",
                *flags]
         probe = f"http://127.0.0.1:{http}/readyz"
-    elif server == "floor-grpc":
-        cmd = [sys.executable, "-m", "bench.floor", "grpc", str(grpc_port)]
+    elif server.startswith("grpc"):
+        cmd = [sys.executable, "-m", "bench.floor", server, str(grpc_port)]
         probe = None
     else:
-        cmd = [sys.executable, "-m", "bench.floor", "rest", str(http)]
+        cmd = [sys.executable, "-m", "bench.floor", server, str(http)]
         probe = f"http://127.0.0.1:{http}/"
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if probe:
@@ -175,10 +177,15 @@ def start(server: str, flags: list[str]) -> tuple[subprocess.Popen, int, int]:
     return proc, http, grpc_port
 
 
+SERVERS = ("floor", "decode", "lossd")  # measured in turn for every row
+
+
 def measure(workload: Workload, transport: str, server: str, concurrency: int, seconds: float,
             flags: list[str]) -> dict:
-    kind = ("floor-rest" if transport == "rest" else "floor-grpc") if server == "floor" else "lossd"
-    proc, http, grpc_port = start(kind, flags)
+    """One load run against ``server`` (one of SERVERS; ``flags`` are lossd's)."""
+    floor = "rest" if transport == "rest" else "grpc"
+    kind = {"floor": floor, "decode": f"{floor}-decode", "lossd": "lossd"}[server]
+    proc, http, grpc_port = start(kind, flags if server == "lossd" else [])
     files: list[str] = []
     try:
         payloads = {"grpc": workload.grpc_bytes, "v2-grpc": workload.v2_grpc_bytes,
@@ -225,25 +232,32 @@ def scenarios(full: bool) -> list[tuple[str, Workload, str, list[int], list[str]
     return out
 
 
+def _ratio(result: dict, floor: dict) -> float:
+    return result["rps"] / floor["rps"] if floor["rps"] else float("nan")
+
+
 def run(full: bool, seconds: float, repeat: int) -> list[dict]:
-    """Each row: ``repeat`` back-to-back floor/lossd pairs; the pair with the median ratio is
-    reported, with the lowest and highest ratio beside it (the machine is shared)."""
+    """Each row: ``repeat`` back-to-back rounds of floor, decode floor and lossd; the round with
+    the median lossd/floor ratio is reported, with the lowest and highest ratios of lossd and of
+    the decode floor beside it (the machine is shared)."""
     rows = []
     for name, workload, transport, concurrencies, flags in scenarios(full):
         for c in concurrencies:
-            pairs = []
-            for _ in range(repeat):
-                floor = measure(workload, transport, "floor", c, seconds, [])
-                lossd = measure(workload, transport, "lossd", c, seconds, flags)
-                ratio = lossd["rps"] / floor["rps"] if floor["rps"] else float("nan")
-                pairs.append((ratio, floor, lossd))
-            pairs.sort(key=lambda p: p[0])
-            ratio, floor, lossd = pairs[len(pairs) // 2]
-            errors = sum(p[2]["errors"] for p in pairs)
+            rounds = sorted(
+                ({server: measure(workload, transport, server, c, seconds, flags)
+                  for server in SERVERS} for _ in range(repeat)),
+                key=lambda r: _ratio(r["lossd"], r["floor"]))
+            median = rounds[len(rounds) // 2]
+            lossd_ratios = [_ratio(r["lossd"], r["floor"]) for r in rounds]
+            decode_ratios = sorted(_ratio(r["decode"], r["floor"]) for r in rounds)
+            errors = sum(r["lossd"]["errors"] for r in rounds)
             row = {"scenario": name, "workload": workload.name, "transport": transport,
-                   "concurrency": c, "flags": " ".join(flags), "floor": floor,
-                   "lossd": {**lossd, "errors": errors}, "ratio_rps": ratio,
-                   "ratio_range": [pairs[0][0], pairs[-1][0]]}
+                   "concurrency": c, "flags": " ".join(flags), "floor": median["floor"],
+                   "decode": median["decode"], "lossd": {**median["lossd"], "errors": errors},
+                   "ratio_rps": lossd_ratios[len(rounds) // 2],
+                   "ratio_range": [lossd_ratios[0], lossd_ratios[-1]],
+                   "decode_ratio": decode_ratios[len(rounds) // 2],
+                   "decode_range": [decode_ratios[0], decode_ratios[-1]]}
             rows.append(row)
             print(_line(row), flush=True)
     return rows
@@ -256,22 +270,28 @@ def _mbs(r: dict) -> float:
 def _line(row: dict) -> str:
     f, lo = row["floor"], row["lossd"]
     low, high = row["ratio_range"]
+    decode_low, decode_high = row["decode_range"]
     return (f"| {row['scenario']} | {row['workload']} | {row['concurrency']} | "
             f"{lo['rps']:.0f} | {f['rps']:.0f} | **{row['ratio_rps']:.2f}** "
-            f"({low:.2f}-{high:.2f}) | "
+            f"({low:.2f}-{high:.2f}) | {row['decode_ratio']:.2f} "
+            f"({decode_low:.2f}-{decode_high:.2f}) | "
             f"{_mbs(lo):.0f} / {_mbs(f):.0f} | {lo['p50_ms']:.2f} / {lo['p99_ms']:.2f} | "
             f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {lo['errors']} |")
 
 
 def table(rows: list[dict], command: str) -> str:
     head = ("| scenario | workload | conc. | lossd rps | floor rps | lossd/floor (range) | "
-            "MB/s lossd / floor | lossd p50 / p99 ms | floor p50 / p99 ms | errors |\n"
-            "|---|---|---|---|---|---|---|---|---|---|")
+            "decode floor/floor (range) | MB/s lossd / floor | lossd p50 / p99 ms | "
+            "floor p50 / p99 ms | errors |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    return (f"Command: `{command}` — {stamp}, {machine}; client, floor and lossd share the "
-            f"machine. Each row is the median of back-to-back floor/lossd pairs (lowest and "
-            f"highest ratio in brackets); errors are summed over all of them.\n\n{head}\n"
+    return (f"Command: `{command}` — {stamp}, {machine}; client and server share the "
+            f"machine. Each row is the median of back-to-back rounds of floor, decode floor and "
+            f"lossd (lowest and highest ratios in brackets); errors are lossd's, summed over all "
+            f"rounds. The decode floor only turns each request into arrays with the libraries "
+            f"lossd uses too (bench/floor.py): on small requests its ratio is a ceiling for "
+            f"lossd.\n\n{head}\n"
             + "\n".join(_line(r) for r in rows) + "\n")
 
 
@@ -292,7 +312,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3,
-                        help="floor/lossd pairs per row; the median ratio is reported")
+                        help="rounds (floor, decode floor, lossd) per row; the median is "
+                             "reported")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     command = "python -m bench.serve" + (" --full" if args.full else "") + (

@@ -1,7 +1,8 @@
 """The benchmark harness runs (no timing is asserted: figures live in docs/benchmarks.md).
 
-One short closed-loop run per transport against a real lossd and its floor, the mixed workload
-included, and the plots drawn from a small results file.
+One short closed-loop run per transport against a real lossd and its floors, the mixed workload
+included; the decode floors' decoding checked against the arrays sent; the plots drawn from a
+small results file.
 """
 
 from __future__ import annotations
@@ -10,19 +11,40 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from bench import serve
+from bench import floor, serve
 
 
 @pytest.mark.parametrize(("workload", "transport", "server"), [
     (serve.small(), "grpc", "lossd"), (serve.small(), "v2-grpc", "lossd"),
     (serve.mixed(), "rest", "lossd"), (serve.mixed(), "grpc", "lossd"),
     (serve.large(10_000), "rest", "lossd"), (serve.mixed(), "grpc", "floor"),
-    (serve.large(10_000), "rest", "floor")])
+    (serve.large(10_000), "rest", "floor"), (serve.small(), "v2-grpc", "decode"),
+    (serve.mixed(), "grpc", "decode"), (serve.mixed(), "rest", "decode"),
+    (serve.large(10_000), "rest", "decode")])
 def test_load_runs_without_errors(workload: serve.Workload, transport: str, server: str) -> None:
     result = serve.measure(workload, transport, server, concurrency=2, seconds=0.3, flags=[])
     assert result["requests"] > 0 and result["errors"] == 0
+
+
+@pytest.mark.parametrize("workload", [serve.small(), serve.mixed(), serve.large(1000)],
+                         ids=["small", "mixed", "large"])
+def test_decode_floors_read_the_arrays_sent(workload: serve.Workload) -> None:
+    """What the decode floors do per request is the real decoding, not a no-op."""
+    for transport, decode in (("grpc", floor.decode_native), ("v2-grpc", floor.decode_v2),
+                              ("rest", floor.decode_json)):
+        payloads = {"grpc": workload.grpc_bytes, "v2-grpc": workload.v2_grpc_bytes,
+                    "rest": workload.rest_bytes}[transport]()
+        for payload, (_, arrays) in zip(payloads, workload.calls, strict=True):
+            got = decode(payload)
+            assert got.keys() == arrays.keys()
+            for name, want in arrays.items():
+                if transport == "rest" and workload.rest_encoding == "list" and (
+                        want.dtype.kind == "f"):
+                    want = want.astype(np.float64)  # JSON numbers: float32 values, exactly
+                np.testing.assert_array_equal(got[name], want, err_msg=f"{transport} {name}")
 
 
 def test_plots_draw_from_results(tmp_path, monkeypatch) -> None:
