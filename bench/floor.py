@@ -35,10 +35,12 @@ from service.settings import Settings
 GRPC_ANSWER = pb.ComputeResponse(loss=pb.Tensor(dtype=pb.FLOAT32, raw=b"\0\0\0\0")
                                  ).SerializeToString()
 REST_ANSWER = b'{"loss":0.0}'
-NATIVE_DTYPES = {value: np.dtype(name.lower()) for name, value in pb.DType.items()
-                 if name.lower() in ("float16", "float32", "float64", "int64", "uint8", "bool")}
-V2_DTYPES = {"FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
-             "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "BOOL": np.dtype("?")}
+NATIVE_DTYPES: dict[int, np.dtype] = {
+    value: np.dtype(name.lower()) for name, value in pb.DType.items()
+    if name.lower() in ("float16", "float32", "float64", "int64", "uint8", "bool")}
+V2_DTYPES: dict[str, np.dtype] = {
+    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "BOOL": np.dtype("?")}
 
 
 def decode_native(request: bytes) -> dict[str, np.ndarray]:
@@ -60,7 +62,7 @@ def decode_json(body: bytes) -> dict[str, np.ndarray]:
     def array(value: Any) -> np.ndarray:
         if isinstance(value, dict):
             raw = pybase64.b64decode(value["b64"], validate=True)
-            return np.frombuffer(raw, value["dtype"]).reshape(value["shape"])
+            return np.frombuffer(raw, np.dtype(value["dtype"])).reshape(value["shape"])
         return np.asarray(value)
     return {name: array(value) for name, value in orjson.loads(body)["inputs"].items()}
 
