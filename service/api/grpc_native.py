@@ -91,7 +91,7 @@ def encode_aggregate(aggregate: Aggregate) -> pb.Aggregate:
     s = aggregate.stats
     return pb.Aggregate(loss=aggregate.loss, reduction=aggregate.reduction,
                         value=encode_tensor(aggregate.value, raw=True), batches=aggregate.batches,
-                        samples=s.rows, elements=s.elements, sum=s.total, weight=s.weight)
+                        samples=s.rows, elements=s.elements, sum=s.loss_sum, weight=s.weight)
 
 
 def _option(value: pb.OptionValue) -> Any:

@@ -93,7 +93,7 @@ def aggregate_json(aggregate: Aggregate) -> dict[str, Any]:
     return {"loss": aggregate.loss, "reduction": aggregate.reduction,
             "value": codec.scalar_json(aggregate.value), "dtype": aggregate.value.dtype.name,
             "batches": aggregate.batches, "samples": s.rows, "elements": s.elements,
-            "sum": codec.scalar_json(np.float64(s.total)),
+            "sum": codec.scalar_json(np.float64(s.loss_sum)),
             "weight": codec.scalar_json(np.float64(s.weight))}
 
 

@@ -7,12 +7,14 @@ A batch's :class:`Terms` reduce through five numbers, and those numbers add acro
     weight    Σ weights                  (mean's denominator; = elements without weights)
     rows      batch size, values.shape[0] (batchmean's denominator)
     elements  values.size                (empty mean; the denominator without weights)
+    addend    Σ addend                   (a two-part loss's second part; None without one)
 
 so the reduction over the concatenation of batches B₁ … Bₖ is
 
-    sum        Σₖ totalₖ
-    mean       Σₖ scaledₖ / Σₖ weightₖ     (``empty_mean`` when Σₖ elementsₖ = 0)
-    batchmean  Σₖ totalₖ / Σₖ rowsₖ
+    sum        Σₖ totalₖ                   (+ Σₖ addendₖ)
+    mean       Σₖ scaledₖ / Σₖ weightₖ     (+ Σₖ addendₖ / Σₖ weightₖ; ``empty_mean`` when
+                                            Σₖ elementsₖ = 0)
+    batchmean  Σₖ totalₖ / Σₖ rowsₖ        (+ Σₖ addendₖ / Σₖ rowsₖ)
 
 exactly what one call on the concatenated arrays gives (torch's weighted cross-entropy mean is
 Σ losses / Σ target weights across *all* batches, CTC's mean divides each sequence by its own
@@ -60,6 +62,7 @@ class Stats:
     weight: float = 0.0
     rows: int = 0
     elements: int = 0
+    addend: float | None = None
 
     @classmethod
     def of(cls, terms: Terms) -> Stats:
@@ -71,15 +74,24 @@ class Stats:
                 values.ravel(), np.asarray(terms.scale, dtype=np.float64).ravel()))
             weight = (float(values.size) if terms.weights is None
                       else float(np.asarray(terms.weights, dtype=np.float64).sum()))
-        return cls(total, scaled, weight, values.shape[0] if values.ndim else 1, values.size)
+            addend = (None if terms.addend is None
+                      else float(np.asarray(terms.addend, dtype=np.float64).sum()))
+        return cls(total, scaled, weight, values.shape[0] if values.ndim else 1, values.size,
+                   addend)
 
     @classmethod
     def combine(cls, parts: Iterable[Stats]) -> Stats:
         """The statistics of the concatenation of ``parts`` (exact, order-independent)."""
         parts = list(parts)
+        addends = [p.addend for p in parts if p.addend is not None]
         return cls(exact_sum(p.total for p in parts), exact_sum(p.scaled for p in parts),
                    exact_sum(p.weight for p in parts), sum(p.rows for p in parts),
-                   sum(p.elements for p in parts))
+                   sum(p.elements for p in parts), exact_sum(addends) if addends else None)
+
+    @property
+    def loss_sum(self) -> float:
+        """Σ of the loss values (both parts of a two-part loss)."""
+        return self.total if self.addend is None else exact_sum((self.total, self.addend))
 
     def reduce(self, reduction: str, *, empty_mean: float = math.nan) -> float:
         """The dataset-level loss under ``reduction`` (``mean``, ``sum`` or ``batchmean``).
@@ -90,13 +102,18 @@ class Stats:
         """
         with np.errstate(all="ignore"):
             if reduction == Reduction.SUM:
-                return self.total
-            if reduction == Reduction.BATCHMEAN:
-                return float(np.float64(self.total) / np.float64(self.rows))
-            if reduction == Reduction.MEAN:
+                parts = [(self.total, 1.0), (self.addend, 1.0)]
+            elif reduction == Reduction.BATCHMEAN:
+                parts = [(self.total, self.rows), (self.addend, self.rows)]
+            elif reduction == Reduction.MEAN:
                 if self.elements == 0:
                     return float(empty_mean)
-                return float(np.float64(self.scaled) / np.float64(self.weight))
+                parts = [(self.scaled, self.weight), (self.addend, self.weight)]
+            else:
+                parts = []
+            if parts:  # each part divided on its own, then added, as one call reduces them
+                return float(sum(np.float64(n) / np.float64(d) for n, d in parts
+                                 if n is not None))
         raise ValueError(f"{reduction!r} does not reduce a dataset; expected mean, sum or "
                          f"batchmean")
 

@@ -8,6 +8,11 @@ have had alone, which is what lets the engine batch requests and reduce each one
     sum        Σ values
     mean       Σ values·scale / Σ weights      (scale defaults to 1, weights to one per value)
     batchmean  Σ values / values.shape[0]      (KLDiv; a 0-d value is not divided)
+
+A loss whose torch formula adds two separately reduced parts (cross-entropy with label
+smoothing: ``(1 - ε)·nll + ε/C·smooth``) gives the second one as ``addend``: each part is
+reduced as above and the results added, so a zero ``Σ weights`` gives torch's ``inf - inf = nan``
+rather than one infinity.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ class Terms:
             of each target in weighted cross-entropy, 0 where ignored). ``None``: one per value.
         scale: same shape as ``values``; the mean sums ``values * scale`` (CTC divides each
             sequence by its target length). ``None``: 1.
+        addend: same shape as ``values``; a second part, reduced like ``values`` on its own
+            and added after the reduction (``values + addend`` unreduced). ``None``: none.
     """
 
     values: np.ndarray
     weights: np.ndarray | None = None
     scale: np.ndarray | None = None
+    addend: np.ndarray | None = None
 
     def slice(self, start: int, stop: int) -> Terms:
         """The terms of samples ``start:stop`` along axis 0."""
@@ -49,7 +57,12 @@ class Terms:
             self.values[cut],
             None if self.weights is None else self.weights[cut],
             None if self.scale is None else self.scale[cut],
+            None if self.addend is None else self.addend[cut],
         )
+
+    def total(self) -> np.ndarray:
+        """The unreduced loss: ``values`` plus ``addend``."""
+        return self.values if self.addend is None else self.values + self.addend
 
 
 def reduce(terms: Terms, reduction: str, *, empty_mean: float = math.nan) -> np.ndarray:
@@ -57,11 +70,20 @@ def reduce(terms: Terms, reduction: str, *, empty_mean: float = math.nan) -> np.
 
     An empty mean is ``empty_mean`` (nan, like ``torch.mean``; 0 for torchvision's box losses).
     """
-    values = terms.values
+    if reduction == Reduction.NONE:
+        return terms.total()
+    reduced = _reduce_part(terms.values, terms, reduction, empty_mean)
+    if terms.addend is None:
+        return reduced
+    with np.errstate(all="ignore"):
+        return np.asarray(reduced + _reduce_part(terms.addend, terms, reduction, empty_mean))
+
+
+def _reduce_part(values: np.ndarray, terms: Terms, reduction: str, empty_mean: float
+                 ) -> np.ndarray:
+    """:func:`reduce` of one part (``values`` or ``addend``) with the terms' weights and scale."""
     dtype = values.dtype
     with np.errstate(all="ignore"):
-        if reduction == Reduction.NONE:
-            return values
         if reduction == Reduction.SUM:
             return np.asarray(values.sum(dtype=dtype))
         if reduction == Reduction.BATCHMEAN:
@@ -91,7 +113,8 @@ def weights_cotangent(terms: Terms, reduction: str) -> np.ndarray | None:
 
 
 def cotangent(terms: Terms, reduction: str) -> np.ndarray:
-    """d(reduced loss)/d(values): what the gradient functions multiply by (shape of values)."""
+    """d(reduced loss)/d(values), the same for ``addend``: what the gradient functions multiply
+    by (shape of values)."""
     values = terms.values
     dtype = values.dtype
     with np.errstate(all="ignore"):

@@ -310,17 +310,22 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
     class_weight = None if weight is None else weight[labels[:, 0]]
     if class_weight is not None:
         values *= class_weight
+    smooth = None
     if shifted_dot is not None:
-        # -Σ_c w_c log p_c = W·log Σ exp(x - max) - Σ_c w_c (x_c - max)
+        # -Σ_c w_c log p_c = W·log Σ exp(x - max) - Σ_c w_c (x_c - max); torch reduces
+        # (1 - ε)·nll and ε/C·smooth apart and adds them (Terms.addend)
         smooth = log_total * (classes if weight is None else weight.sum())
         smooth -= shifted_dot
+        smooth *= uniform
         values *= 1 - eps
-        values += smooth * uniform
     weights = _ones_or(valid, class_weight, x.dtype)
     if weights is not None:  # torch writes 0 for ignored targets, whatever the logits
-        np.copyto(values, 0, where=~valid)
+        for part in (values, smooth):
+            if part is not None:
+                np.copyto(part, 0, where=~valid)
     return Terms(_per_position(values, input),
-                 weights=None if weights is None else _per_position(weights, input))
+                 weights=None if weights is None else _per_position(weights, input),
+                 addend=None if smooth is None else _per_position(smooth, input))
 
 
 def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
@@ -350,15 +355,25 @@ def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarr
     labels, valid = _labels(y, ignore_index)
     _, grad_x, total = _shifted_exp(x)
     g = np.where(valid[:, None], g, 0).astype(x.dtype, copy=False)
-    picked_weight = g if weight is None else g * weight[labels]
-    total_weight = classes if weight is None else weight.sum()
-    # Σ_c q_c = (1 - ε)·w_y + ε/C·W, times the upstream
-    grad_x *= (picked_weight * (1 - eps) + g * (uniform * total_weight)) / total
+    # in torch's order, so that an infinite upstream (a zero Σ w_y) gives its inf and nan:
+    # G = g·q per class (the nll part at the label, the smoothing part on every class), then
+    # the log-softmax backward p·Σ_c G_c - G
+    picked = g * (1 - eps) if weight is None else g * (1 - eps) * weight[labels]
     if eps > 0:
-        grad_x -= g * uniform * (1 if class_weight is None else class_weight)
-    at_label = np.take_along_axis(grad_x, labels, axis=1)
-    at_label -= picked_weight * (1 - eps)
-    np.put_along_axis(grad_x, labels, at_label, axis=1)
+        q = np.empty_like(grad_x)
+        q[...] = g * uniform
+        if class_weight is not None:
+            q *= class_weight
+        at_label = np.take_along_axis(q, labels, axis=1)
+        at_label += picked
+        np.put_along_axis(q, labels, at_label, axis=1)
+        grad_x *= _class_sum(q)[:, None] / total
+        grad_x -= q
+    else:
+        grad_x *= picked / total
+        at_label = np.take_along_axis(grad_x, labels, axis=1)
+        at_label -= picked
+        np.put_along_axis(grad_x, labels, at_label, axis=1)
     return {"input": _like_input(grad_x, input)}
 
 

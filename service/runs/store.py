@@ -54,17 +54,19 @@ class BatchRecord:
     def encode(self) -> str:
         """Compact JSON; floats as hex so nan, ±inf and every bit survive."""
         s = self.stats
-        return json.dumps({"w": self.worker, "d": self.digest,
-                           "s": [s.total.hex(), s.scaled.hex(), s.weight.hex(), s.rows,
-                                 s.elements]}, separators=(",", ":"))
+        numbers = [s.total.hex(), s.scaled.hex(), s.weight.hex(), s.rows, s.elements]
+        if s.addend is not None:
+            numbers.append(s.addend.hex())
+        return json.dumps({"w": self.worker, "d": self.digest, "s": numbers},
+                          separators=(",", ":"))
 
     @classmethod
     def decode(cls, batch_id: str, text: str | bytes) -> BatchRecord:
         obj = json.loads(text)
-        total, scaled, weight, rows, elements = obj["s"]
-        return cls(batch_id, obj["w"], obj["d"], Stats(float.fromhex(total),
-                                                       float.fromhex(scaled),
-                                                       float.fromhex(weight), rows, elements))
+        total, scaled, weight, rows, elements, *addend = obj["s"]
+        return cls(batch_id, obj["w"], obj["d"], Stats(
+            float.fromhex(total), float.fromhex(scaled), float.fromhex(weight), rows, elements,
+            float.fromhex(addend[0]) if addend else None))
 
 
 def encode_signature(sig: Signature) -> str:

@@ -212,6 +212,12 @@ def _cross_entropy_edges(r: Rand) -> list[Case]:
     out.append(Case("negative-weights", "cross_entropy",
                     {"input": r.normal((5, 3)), "target": r.integers(0, 3, (5,)),
                      "weight": np.array([1.0, -0.5, 2.0])}, {"label_smoothing": 0.1}))
+    for smoothing in (0.0, 0.1):  # Σ w_y = 2 - 4·0.5 = 0 exactly: torch's inf and nan
+        out.append(Case(f"zero-weight-sum-smoothing-{smoothing}", "cross_entropy",
+                        {"input": np.linspace(-2.0, 3.0, 18).reshape(6, 3),
+                         "target": np.array([2, 1, 1, 1, 1, -100]),
+                         "weight": np.array([1.0, -0.5, 2.0])}, {"label_smoothing": smoothing},
+                        finite_diff=False))
     out.append(Case("probs-unnormalised-nan", "cross_entropy",
                     {"input": r.normal((3, 3)),
                      "target": np.array([[2.0, 0.5, 0.0], [np.nan, 0.2, 0.1], [0.0, 0.0, 0.0]])},
