@@ -9,10 +9,11 @@
 Dataset-level losses: ``lossd.evaluate("cross_entropy", batches, weight=w)`` streams an
 iterable of ``{"input": ..., "target": ...}`` batches and returns the loss over all of them
 (:class:`Evaluation`); runs shared by many workers: ``create_run``, ``add_batch``
-(idempotent per batch id), ``run``, ``finish_run``, ``delete_run`` (REST :class:`Client`).
+(idempotent per batch id), ``run``, ``finish_run``, ``delete_run`` (runs are dicts, the REST
+API's JSON; over gRPC the same keys, but ``options``, with non-finite numbers as floats).
 
-``GrpcClient("localhost:50051")`` has the same compute and evaluate methods; ``AsyncClient``
-and ``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64
+``GrpcClient("localhost:50051")`` has the same methods; ``AsyncClient`` and
+``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64
 over REST). Errors raise :class:`LossdClientError` with the server's code, message and field.
 """
 
@@ -30,6 +31,8 @@ import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
 
 from ._proto.lossd.v1 import lossd_pb2 as pb
 from ._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from ._proto.lossd.v1 import runs_pb2 as rpb
+from ._proto.lossd.v1 import runs_pb2_grpc as rpb_grpc
 
 _DTYPE_VALUES = {name.lower(): value for name, value in pb.DType.items()}
 _DTYPE_NAMES = {value: name for name, value in _DTYPE_VALUES.items()}
@@ -141,6 +144,23 @@ def _rest_evaluation(response: httpx.Response) -> Evaluation:
                       float(a["weight"]), results)
 
 
+def _run_body(loss: str, expected_batches: int | None, run_id: str | None,
+              options: dict[str, Any]) -> dict[str, Any]:
+    tensors, scalars = _split(options)
+    body: dict[str, Any] = {"loss": loss, "options": {
+        **scalars, **{k: _rest_tensor(v) for k, v in tensors.items()}}}
+    if expected_batches is not None:
+        body["expected_batches"] = expected_batches
+    if run_id is not None:
+        body["run_id"] = run_id
+    return body
+
+
+def _batch_body(worker: str, tensors: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": {k: _rest_tensor(np.asarray(v)) for k, v in tensors.items()},
+            "worker": worker}
+
+
 class Client:
     """Synchronous REST client."""
 
@@ -166,22 +186,15 @@ class Client:
     def create_run(self, loss: str, *, expected_batches: int | None = None,
                    run_id: str | None = None, **options: Any) -> dict[str, Any]:
         """A new evaluation run (``run_id``: optional, makes creation retry-safe)."""
-        tensors, scalars = _split(options)
-        body: dict[str, Any] = {"loss": loss, "options": {
-            **scalars, **{k: _rest_tensor(v) for k, v in tensors.items()}}}
-        if expected_batches is not None:
-            body["expected_batches"] = expected_batches
-        if run_id is not None:
-            body["run_id"] = run_id
-        return _rest_json(self._http.post("/v1/runs", json=body))
+        return _rest_json(self._http.post(
+            "/v1/runs", json=_run_body(loss, expected_batches, run_id, options)))
 
     def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", **tensors: Any
                   ) -> dict[str, Any]:
         """Count one batch in a run, once: ``{"counted": False}`` when it was already counted
         (so retrying on any failure is safe)."""
-        return _rest_json(self._http.put(f"/v1/runs/{run_id}/batches/{batch_id}", json={
-            "inputs": {k: _rest_tensor(np.asarray(v)) for k, v in tensors.items()},
-            "worker": worker}))
+        return _rest_json(self._http.put(f"/v1/runs/{run_id}/batches/{batch_id}",
+                                         json=_batch_body(worker, tensors)))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The run and its ``aggregate`` over every batch counted so far."""
@@ -225,6 +238,25 @@ class AsyncClient:
                 yield line
         return _rest_evaluation(await self._http.post(
             f"/v1/losses/{loss}/stream", headers=NDJSON, content=lines()))
+
+    async def create_run(self, loss: str, *, expected_batches: int | None = None,
+                         run_id: str | None = None, **options: Any) -> dict[str, Any]:
+        return _rest_json(await self._http.post(
+            "/v1/runs", json=_run_body(loss, expected_batches, run_id, options)))
+
+    async def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
+                        **tensors: Any) -> dict[str, Any]:
+        return _rest_json(await self._http.put(f"/v1/runs/{run_id}/batches/{batch_id}",
+                                               json=_batch_body(worker, tensors)))
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        return _rest_json(await self._http.get(f"/v1/runs/{run_id}"))
+
+    async def finish_run(self, run_id: str) -> dict[str, Any]:
+        return _rest_json(await self._http.post(f"/v1/runs/{run_id}/finish"))
+
+    async def delete_run(self, run_id: str) -> None:
+        _rest_json(await self._http.delete(f"/v1/runs/{run_id}"))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -300,6 +332,39 @@ def _stream_requests(loss: str, batches: Iterable[dict[str, Any]], options: dict
         yield grpc_request(loss, grad, {**batch, **options})
 
 
+def _run_request(loss: str, expected_batches: int | None, run_id: str | None,
+                 options: dict[str, Any]) -> rpb.CreateRunRequest:
+    tensors, scalars = _split(options)
+    return rpb.CreateRunRequest(
+        loss=loss, expected_batches=expected_batches or 0, run_id=run_id or "",
+        options={**{k: _option_value(v) for k, v in scalars.items()},
+                 **{k: pb.OptionValue(tensor=grpc_tensor(v)) for k, v in tensors.items()}})
+
+
+def _batch_request(run_id: str, batch_id: str, worker: str, tensors: dict[str, Any]
+                   ) -> rpb.AddBatchRequest:
+    return rpb.AddBatchRequest(run_id=run_id, batch_id=batch_id, worker=worker,
+                               inputs={k: grpc_tensor(np.asarray(v)) for k, v in tensors.items()})
+
+
+def _run_dict(run: rpb.Run) -> dict[str, Any]:
+    """A ``Run`` message as the REST API's run JSON (without ``options``)."""
+    a = run.aggregate
+    return {"run_id": run.run_id, "loss": run.loss, "state": run.state,
+            "expected_batches": run.expected_batches or None, "complete": run.complete,
+            "signature": run.signature, "created": run.created, "updated": run.updated,
+            "workers": dict(run.workers),
+            "aggregate": {"loss": a.loss, "reduction": a.reduction,
+                          "value": float(grpc_array(a.value)),
+                          "dtype": _DTYPE_NAMES[a.value.dtype], "batches": a.batches,
+                          "samples": a.samples, "elements": a.elements, "sum": a.sum,
+                          "weight": a.weight}}
+
+
+def _counted(response: rpb.AddBatchResponse) -> dict[str, Any]:
+    return {"counted": response.counted, "batches": response.batches}
+
+
 # round_robin: a target that resolves to several servers (a headless Kubernetes Service,
 # "dns:///lossd-grpc.ns.svc.cluster.local:50051") spreads calls over all of them
 OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
@@ -312,18 +377,22 @@ class GrpcClient:
     def __init__(self, target: str = "localhost:50051", *, timeout: float | None = 60.0) -> None:
         self._channel = grpc.insecure_channel(target, options=OPTIONS)
         self._stub = pb_grpc.LossServiceStub(self._channel)
+        self._runs = rpb_grpc.RunServiceStub(self._channel)
         self.timeout = timeout
 
-    def compute(self, loss: str, *, grad: bool = False, **tensors_and_options: Any
-                ) -> LossResult:
+    def _call(self, method: Any, request: Any) -> Any:
         try:
-            return _grpc_result(self._stub.Compute(grpc_request(loss, grad, tensors_and_options),
-                                                   timeout=self.timeout))
+            return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
 
+    def compute(self, loss: str, *, grad: bool = False, **tensors_and_options: Any
+                ) -> LossResult:
+        return _grpc_result(self._call(self._stub.Compute,
+                                       grpc_request(loss, grad, tensors_and_options)))
+
     def losses(self) -> list[pb.LossInfo]:
-        return list(self._stub.ListLosses(pb.ListLossesRequest()).losses)
+        return list(self._call(self._stub.ListLosses, pb.ListLossesRequest()).losses)
 
     def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *, grad: bool = False,
                  **options: Any) -> Evaluation:
@@ -333,6 +402,25 @@ class GrpcClient:
                 _stream_requests(loss, batches, options, grad), timeout=self.timeout)))
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
+
+    def create_run(self, loss: str, *, expected_batches: int | None = None,
+                   run_id: str | None = None, **options: Any) -> dict[str, Any]:
+        return _run_dict(self._call(self._runs.CreateRun,
+                                    _run_request(loss, expected_batches, run_id, options)))
+
+    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", **tensors: Any
+                  ) -> dict[str, Any]:
+        return _counted(self._call(self._runs.AddBatch,
+                                   _batch_request(run_id, batch_id, worker, tensors)))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return _run_dict(self._call(self._runs.GetRun, rpb.RunRef(run_id=run_id)))
+
+    def finish_run(self, run_id: str) -> dict[str, Any]:
+        return _run_dict(self._call(self._runs.FinishRun, rpb.RunRef(run_id=run_id)))
+
+    def delete_run(self, run_id: str) -> None:
+        self._call(self._runs.DeleteRun, rpb.RunRef(run_id=run_id))
 
     def close(self) -> None:
         self._channel.close()
@@ -350,15 +438,22 @@ class AsyncGrpcClient:
     def __init__(self, target: str = "localhost:50051", *, timeout: float | None = 60.0) -> None:
         self._channel = grpc.aio.insecure_channel(target, options=OPTIONS)
         self._stub = pb_grpc.LossServiceStub(self._channel)
+        self._runs = rpb_grpc.RunServiceStub(self._channel)
         self.timeout = timeout
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _grpc_error(error) from None
 
     async def compute(self, loss: str, *, grad: bool = False, **tensors_and_options: Any
                       ) -> LossResult:
-        try:
-            return _grpc_result(await self._stub.Compute(
-                grpc_request(loss, grad, tensors_and_options), timeout=self.timeout))
-        except grpc.RpcError as error:
-            raise _grpc_error(error) from None
+        return _grpc_result(await self._call(self._stub.Compute,
+                                             grpc_request(loss, grad, tensors_and_options)))
+
+    async def losses(self) -> list[pb.LossInfo]:
+        return list((await self._call(self._stub.ListLosses, pb.ListLossesRequest())).losses)
 
     async def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *,
                        grad: bool = False, **options: Any) -> Evaluation:
@@ -368,6 +463,25 @@ class AsyncGrpcClient:
             return _grpc_evaluation([response async for response in call])
         except grpc.RpcError as error:
             raise _grpc_error(error) from None
+
+    async def create_run(self, loss: str, *, expected_batches: int | None = None,
+                         run_id: str | None = None, **options: Any) -> dict[str, Any]:
+        return _run_dict(await self._call(self._runs.CreateRun,
+                                          _run_request(loss, expected_batches, run_id, options)))
+
+    async def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
+                        **tensors: Any) -> dict[str, Any]:
+        return _counted(await self._call(self._runs.AddBatch,
+                                         _batch_request(run_id, batch_id, worker, tensors)))
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        return _run_dict(await self._call(self._runs.GetRun, rpb.RunRef(run_id=run_id)))
+
+    async def finish_run(self, run_id: str) -> dict[str, Any]:
+        return _run_dict(await self._call(self._runs.FinishRun, rpb.RunRef(run_id=run_id)))
+
+    async def delete_run(self, run_id: str) -> None:
+        await self._call(self._runs.DeleteRun, rpb.RunRef(run_id=run_id))
 
     async def aclose(self) -> None:
         await self._channel.close()

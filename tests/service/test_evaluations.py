@@ -18,6 +18,7 @@ from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from service._proto.lossd.v1 import runs_pb2 as rpb
 from service._proto.lossd.v1 import runs_pb2_grpc as rpb_grpc
 from service.client import (
+    AsyncClient,
     AsyncGrpcClient,
     Client,
     Evaluation,
@@ -183,9 +184,20 @@ def test_rest_stream_with_curl_style_ndjson(lossd: RunningServer) -> None:
         client.evaluate("mse", [_x(2), _x(2, d=5)])
 
 
-def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: RunningServer
-                                                                   ) -> None:
-    with Client(lossd.url) as client:
+def _client(lossd: RunningServer, transport: str) -> Client | GrpcClient:
+    return Client(lossd.url) if transport == "rest" else GrpcClient(lossd.grpc_target)
+
+
+def _refused(info: pytest.ExceptionInfo[LossdClientError], code: str, status: int) -> None:
+    """The same error code over both transports; REST also gives the HTTP status."""
+    assert info.value.code == code
+    assert info.value.status in (status, None)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: RunningServer,
+                                                                   transport: str) -> None:
+    with _client(lossd, transport) as client:
         run = client.create_run("mse", reduction="sum", expected_batches=3)
         rid = run["run_id"]
         assert run["state"] == "open" and run["aggregate"]["batches"] == 0
@@ -201,17 +213,17 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
                            ({"input": np.zeros((2, 3))}, "target")):
             with pytest.raises(LossdClientError, match=match) as info:
                 client.add_batch(rid, "b", **bad)
-            assert info.value.status == 400
+            _refused(info, "INVALID_ARGUMENT", 400)
         with pytest.raises(LossdClientError, match="already counted with other data") as info:
             client.add_batch(rid, "a", **_x(3))
-        assert info.value.status == 409
+        _refused(info, "FAILED_PRECONDITION", 409)
         after = client.run(rid)
         assert after["aggregate"] == before["aggregate"] and after["workers"] == {"w1": 1}
         client.add_batch(rid, "b", worker="w2", **_x(3))
         client.add_batch(rid, "c", worker="w2", **_x(4))
         with pytest.raises(LossdClientError, match="expected 3 batches") as info:
             client.add_batch(rid, "d", **_x(2))
-        assert info.value.status == 409
+        _refused(info, "FAILED_PRECONDITION", 409)
         done = client.run(rid)
         whole = {k: np.concatenate([_x(n)[k] for n in (2, 3, 4)]) for k in ("input", "target")}
         assert done["complete"] and done["workers"] == {"w1": 1, "w2": 2}
@@ -224,7 +236,36 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
         client.delete_run(rid)
         with pytest.raises(LossdClientError) as info:
             client.run(rid)
-        assert info.value.status == 404
+        _refused(info, "NOT_FOUND", 404)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_async_clients_run_an_evaluation(lossd: RunningServer, transport: str) -> None:
+    weight = np.array([1.0, 0.5, 2.0])
+    rng = np.random.default_rng(5)
+    x, t = rng.normal(size=(7, 3)), rng.integers(0, 3, 7)
+
+    async def evaluation() -> tuple[dict, dict]:
+        client = (AsyncClient(lossd.url) if transport == "rest"
+                  else AsyncGrpcClient(lossd.grpc_target))
+        async with client:
+            run = await client.create_run("cross_entropy", expected_batches=2, weight=weight,
+                                          label_smoothing=0.1)
+            for i, part in enumerate((slice(0, 3), slice(3, 7))):
+                assert (await client.add_batch(run["run_id"], f"b{i}", input=x[part],
+                                               target=t[part]))["counted"]
+            finished = await client.finish_run(run["run_id"])
+            await client.delete_run(run["run_id"])
+            with pytest.raises(LossdClientError) as info:
+                await client.run(run["run_id"])
+            assert info.value.code == "NOT_FOUND"
+            return run, finished
+
+    run, finished = asyncio.run(evaluation())
+    assert run["state"] == "open" and finished["state"] == "finished" and finished["complete"]
+    assert finished["aggregate"]["value"] == pytest.approx(float(compute(
+        "cross_entropy", {"input": x, "target": t, "weight": weight},
+        {"label_smoothing": 0.1}).loss), rel=1e-12)
 
 
 def test_run_creation_validates_and_is_retry_safe(lossd: RunningServer) -> None:
