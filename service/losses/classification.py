@@ -280,6 +280,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
         l_i = (1 - ε)·w_{y_i}·(-log p_{i,y_i}) + (ε/C)·Σ_c w_c·(-log p_{ic}),   0 if ignored
         mean = Σ l_i / Σ_{non-ignored} w_{y_i}       (all ignored: 0/0 = nan, like torch)
 
+    and, as torch, the two parts of ``l`` are reduced apart and then added (``Terms.addend``):
+    with class weights summing to 0 over the targets, ``inf - inf`` gives nan.
+
     Class probabilities ``y`` (input's shape): ``y ← (1 - ε)·y + ε/C``, then
     ``l_i = -Σ_c w_c·y_ic·log p_ic`` and ``mean = Σ l_i / (N·d1⋯dK)``, not normalised by w.
     A negative ``label_smoothing`` counts as 0 (torch ignores it silently).
