@@ -3,7 +3,8 @@ bench/results/core.json) into docs/img/.
 
     python -m bench.plots
 
-throughput.png: requests/s vs concurrency, lossd beside its floor, per transport (small requests);
+throughput.png: requests/s vs concurrency, lossd beside its floor and decode floor, per transport
+(small requests);
 latency.png: p50 and p99 of the same runs; bandwidth.png: MB/s vs payload size (mse, lossd and
 its floor, gRPC and REST); core_vs_torch.png: core/torch time per loss at 1e6 elements.
 """
@@ -34,7 +35,7 @@ def _small(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def throughput(rows: list[dict]) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     for (transport, runs), color in zip(_small(rows).items(), ("C0", "C1", "C2", "C3")):
         runs = sorted(runs, key=lambda r: r["concurrency"])
         conc = [r["concurrency"] for r in runs]
@@ -42,12 +43,15 @@ def throughput(rows: list[dict]) -> None:
                 label=f"lossd {transport}")
         ax.plot(conc, [r["floor"]["rps"] for r in runs], "o--", color=color, alpha=0.5,
                 label=f"floor {transport}")
+        if all("decode" in r for r in runs):
+            ax.plot(conc, [r["decode"]["rps"] for r in runs], "x:", color=color, alpha=0.7,
+                    label=f"decode floor {transport}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # the REST floor is an order of magnitude above the rest
     ax.set_xlabel("concurrent callers")
     ax.set_ylabel("requests / s")
-    ax.set_title("cross_entropy 32x10: lossd vs the bare transport floor")
-    ax.legend(fontsize=8)
+    ax.set_title("cross_entropy 32x10: lossd vs the transport and decode floors")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(IMG / "throughput.png", dpi=110)
