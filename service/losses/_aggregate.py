@@ -67,6 +67,7 @@ class Stats:
     @classmethod
     def of(cls, terms: Terms) -> Stats:
         """Statistics of one batch's terms (batch on axis 0), accumulated in float64."""
+        assert terms.addend is None or terms.scale is None, "an addend is never scaled"
         values = np.asarray(terms.values, dtype=np.float64)
         with np.errstate(all="ignore"):
             total = float(values.sum())

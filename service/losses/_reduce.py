@@ -43,6 +43,7 @@ class Terms:
             sequence by its target length). ``None``: 1.
         addend: same shape as ``values``; a second part, reduced like ``values`` on its own
             and added after the reduction (``values + addend`` unreduced). ``None``: none.
+            Never given together with ``scale`` (dataset aggregates rely on it).
     """
 
     values: np.ndarray
