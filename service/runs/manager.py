@@ -5,7 +5,9 @@ stores the definition; ``add`` validates a batch, computes it on the batching en
 request, with its sufficient statistics), and *then* records it in the store in one atomic
 step keyed by the client's batch id. So:
 
-* a retried batch id is counted once (the store answers ``counted: false``);
+* a retried batch id is counted once (the store answers ``counted: false``); a retry of a batch
+  already recorded is answered from the store without being computed again (retries come when
+  the server is slow: they should not add load), and so is a batch that cannot match the run;
 * a crash before the commit leaves nothing behind (the client was not answered; its retry
   counts), a crash after it leaves the record (the retry finds it): never twice, never lost;
 * a batch whose loss, dtypes or per-sample shapes differ from the run's first batch is refused
@@ -36,10 +38,18 @@ from ..api import codec
 from ..engine import Engine
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..losses import get_spec
-from ..losses._aggregate import Aggregate, signature
+from ..losses._aggregate import Aggregate, Signature, signature
 from ..losses._compute import _option_value
 from ..settings import Settings
-from .store import FINISHED, Added, BatchRecord, RunSnapshot, RunStore, definition_json
+from .store import (
+    FINISHED,
+    Added,
+    AddOutcome,
+    BatchRecord,
+    RunSnapshot,
+    RunStore,
+    definition_json,
+)
 
 log = logging.getLogger("lossd.runs")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -104,6 +114,31 @@ class RunMetrics:
             self.runs.labels(event)
         for outcome in ("counted", "duplicate", "rejected"):
             self.batches.labels(outcome)
+
+
+def _answer(outcome: AddOutcome, run_id: str, batch_id: str, definition: Definition,
+            mine: Signature) -> BatchAnswer:
+    """The answer to an add (counted or a duplicate), or the error that refuses it."""
+    if outcome.added is Added.COUNTED:
+        return BatchAnswer(True, outcome.batches)
+    if outcome.added is Added.DUPLICATE:
+        return BatchAnswer(False, outcome.batches)
+    raise {
+            Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
+                                      field="run_id"),
+            Added.CONFLICT: FailedPrecondition(
+                f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
+                f"id names one batch", field="batch_id"),
+            Added.FINISHED: FailedPrecondition(f"run {run_id!r} is finished; it takes no more "
+                                               f"batches", field="run_id"),
+            Added.MISMATCH: InvalidArgument(
+                f"inputs: every batch of a run must match its loss, options, dtypes and "
+                f"per-sample shapes; expected {outcome.signature}; got {mine.text}",
+                field="inputs"),
+            Added.FULL: FailedPrecondition(
+                f"run {run_id!r} already counted its expected {definition.expected_batches} "
+                f"batches", field="batch_id"),
+        }[outcome.added]
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -259,31 +294,21 @@ class RunManager:
                                   f"sends only its per-sample tensors", field=f"inputs.{fixed[0]}")
         call = self.engine.prepare(definition.loss, {**arrays, **tensors}, definition.options)
         mine = signature(call)
+        digest = batch_digest(arrays)
+        store = await self._ready()
+        seen = await store.look(run_id, batch_id)
+        if seen.digest is not None:  # a retry (or a reused id): nothing to compute
+            return _answer(AddOutcome(Added.DUPLICATE if seen.digest == digest
+                                      else Added.CONFLICT, seen.batches),
+                           run_id, batch_id, definition, mine)
+        if seen.signature is not None and seen.signature.key != mine.key:
+            return _answer(AddOutcome(Added.MISMATCH, seen.batches, seen.signature.text),
+                           run_id, batch_id, definition, mine)
         result = await self.engine.submit(call, timeout=timeout, stats=True)
         assert result.stats is not None
-        record = BatchRecord(batch_id, worker, batch_digest(arrays), result.stats)
-        store = await self._ready()
+        record = BatchRecord(batch_id, worker, digest, result.stats)
         outcome = await store.add(run_id, record, mine, definition.expected_batches, time.time())
-        if outcome.added is Added.COUNTED:
-            return BatchAnswer(True, outcome.batches)
-        if outcome.added is Added.DUPLICATE:
-            return BatchAnswer(False, outcome.batches)
-        raise {
-            Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
-                                      field="run_id"),
-            Added.CONFLICT: FailedPrecondition(
-                f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
-                f"id names one batch", field="batch_id"),
-            Added.FINISHED: FailedPrecondition(f"run {run_id!r} is finished; it takes no more "
-                                               f"batches", field="run_id"),
-            Added.MISMATCH: InvalidArgument(
-                f"inputs: every batch of a run must match its loss, options, dtypes and "
-                f"per-sample shapes; expected {outcome.signature}; got {mine.text}",
-                field="inputs"),
-            Added.FULL: FailedPrecondition(
-                f"run {run_id!r} already counted its expected {definition.expected_batches} "
-                f"batches", field="batch_id"),
-        }[outcome.added]
+        return _answer(outcome, run_id, batch_id, definition, mine)
 
     # --- read, finish, delete ---------------------------------------------------------------
 

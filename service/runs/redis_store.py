@@ -23,6 +23,7 @@ from .store import (
     Added,
     AddOutcome,
     BatchRecord,
+    Look,
     RunSnapshot,
     decode_signature,
     encode_signature,
@@ -119,6 +120,14 @@ class RedisStore:
                   encode_signature(signature), expected_batches, repr(now), self.ttl_ms, OPEN])
         fixed = decode_signature(stored)
         return AddOutcome(Added(added), int(batches), fixed.text if fixed else "")
+
+    async def look(self, run_id: str, batch_id: str) -> Look:
+        run_key, batches_key = _keys(run_id)
+        async with self._client.pipeline(transaction=True) as pipe:  # one consistent read
+            record, (batches, signature) = await pipe.hget(batches_key, batch_id).hmget(
+                run_key, ["batches", "signature"]).execute()
+        digest = None if record is None else BatchRecord.decode(batch_id, record).digest
+        return Look(digest, int(batches or 0), decode_signature(signature))
 
     async def load(self, run_id: str) -> RunSnapshot | None:
         run_key, batches_key = _keys(run_id)

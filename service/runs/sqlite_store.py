@@ -24,6 +24,7 @@ from .store import (
     Added,
     AddOutcome,
     BatchRecord,
+    Look,
     RunSnapshot,
     decode_signature,
     encode_signature,
@@ -125,6 +126,18 @@ class SqliteStore:
                            (now, encode_signature(signature), run_id))
                 return AddOutcome(Added.COUNTED, batches + 1)
         return await self._call(add)
+
+    async def look(self, run_id: str, batch_id: str) -> Look:
+        def look(db: sqlite3.Connection) -> Look:
+            with _transaction(db, "BEGIN"):  # one consistent read
+                run = db.execute("SELECT batches, signature FROM runs WHERE id = ?",
+                                 (run_id,)).fetchone()
+                row = db.execute("SELECT record FROM batches WHERE run_id = ? AND batch_id = ?",
+                                 (run_id, batch_id)).fetchone()
+            batches, signature = run if run is not None else (0, None)
+            digest = None if row is None else BatchRecord.decode(batch_id, row[0]).digest
+            return Look(digest, batches, decode_signature(signature))
+        return await self._call(look)
 
     async def load(self, run_id: str) -> RunSnapshot | None:
         def load(db: sqlite3.Connection) -> RunSnapshot | None:

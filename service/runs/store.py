@@ -81,6 +81,15 @@ def decode_signature(text: str | bytes | None) -> Signature | None:
 
 
 @dataclass(frozen=True)
+class Look:
+    """A run as an add of one batch id finds it (see ``RunStore.look``)."""
+
+    digest: str | None  # of the batch already counted under this id, if any
+    batches: int  # batches counted so far
+    signature: Signature | None  # the run's, from its first batch
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     """A run as stored: ``definition`` is the JSON the manager wrote at creation."""
 
@@ -108,6 +117,10 @@ class RunStore(Protocol):
         """Insert ``record`` unless its batch id is present (then DUPLICATE or CONFLICT by
         digest); refuses on a finished run, a signature other than the first batch's, or a run
         with ``expected_batches`` (> 0) already counted."""
+
+    async def look(self, run_id: str, batch_id: str) -> Look:
+        """What an add of ``batch_id`` would meet (a cheap read before computing the batch;
+        ``add`` decides, atomically)."""
 
     async def load(self, run_id: str) -> RunSnapshot | None: ...
 

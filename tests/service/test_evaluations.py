@@ -5,6 +5,7 @@ and batch ids behave (idempotent retries, conflicts, finish, expected counts, de
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,6 +189,13 @@ def _client(lossd: RunningServer, transport: str) -> Client | GrpcClient:
     return Client(lossd.url) if transport == "rest" else GrpcClient(lossd.grpc_target)
 
 
+def _computed(lossd: RunningServer) -> float:
+    """Batches the server's engine has computed so far (its Prometheus counter)."""
+    metrics = httpx.get(f"{lossd.url}/metrics").text
+    return float(re.search(r"^lossd_compute_duration_seconds_count (\S+)$", metrics,
+                           re.M).group(1))
+
+
 def _refused(info: pytest.ExceptionInfo[LossdClientError], code: str, status: int) -> None:
     """The same error code over both transports; REST also gives the HTTP status."""
     assert info.value.code == code
@@ -203,8 +211,10 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
         assert run["state"] == "open" and run["aggregate"]["batches"] == 0
         assert client.add_batch(rid, "a", worker="w1", **_x(2)) == {"counted": True,
                                                                     "batches": 1}
+        computed = _computed(lossd)
         assert client.add_batch(rid, "a", worker="w1", **_x(2)) == {"counted": False,
                                                                     "batches": 1}
+        assert _computed(lossd) == computed  # a retry is answered from the store
         before = client.run(rid)
         for bad, match in (({**_x(2, d=4)}, "per-sample shapes"),
                            ({**_x(2, "float32")}, "per-sample shapes"),
@@ -217,6 +227,7 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
         with pytest.raises(LossdClientError, match="already counted with other data") as info:
             client.add_batch(rid, "a", **_x(3))
         _refused(info, "FAILED_PRECONDITION", 409)
+        assert _computed(lossd) == computed  # refused before computing: they cost nothing
         after = client.run(rid)
         assert after["aggregate"] == before["aggregate"] and after["workers"] == {"w1": 1}
         client.add_batch(rid, "b", worker="w2", **_x(3))
