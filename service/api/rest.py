@@ -179,12 +179,13 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
     """Await ``work`` in this task; if the HTTP client disconnects first, cancel it (dropping
     queued work) and raise ``CancelledError("client disconnected")``.
 
-    One watcher task per request, not a second task for the work: an idle server computes
-    small calls inline, so the watcher is usually cancelled before it ever runs.
+    The watcher task starts only once the work has waited a loop iteration: an idle server
+    computes small calls inline, without ever suspending, and then no task is made at all.
     """
     owner = asyncio.current_task()
     assert owner is not None
-    state = {"finished": False, "left": False}
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {"finished": False, "left": False, "watcher": None}
 
     async def watch() -> None:
         try:
@@ -195,7 +196,10 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
             state["left"] = True
             owner.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        state["watcher"] = loop.create_task(watch())
+
+    starting = loop.call_soon(start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -204,7 +208,9 @@ async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
         raise
     finally:
         state["finished"] = True
-        watcher.cancel()
+        starting.cancel()
+        if state["watcher"] is not None:
+            state["watcher"].cancel()
 
 
 def _observer(engine: Engine) -> Callable[[str, str, float], None]:
