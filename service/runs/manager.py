@@ -124,21 +124,21 @@ def _answer(outcome: AddOutcome, run_id: str, batch_id: str, definition: Definit
     if outcome.added is Added.DUPLICATE:
         return BatchAnswer(False, outcome.batches)
     raise {
-            Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
-                                      field="run_id"),
-            Added.CONFLICT: FailedPrecondition(
-                f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
-                f"id names one batch", field="batch_id"),
-            Added.FINISHED: FailedPrecondition(f"run {run_id!r} is finished; it takes no more "
-                                               f"batches", field="run_id"),
-            Added.MISMATCH: InvalidArgument(
-                f"inputs: every batch of a run must match its loss, options, dtypes and "
-                f"per-sample shapes; expected {outcome.signature}; got {mine.text}",
-                field="inputs"),
-            Added.FULL: FailedPrecondition(
-                f"run {run_id!r} already counted its expected {definition.expected_batches} "
-                f"batches", field="batch_id"),
-        }[outcome.added]
+        Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
+                                  field="run_id"),
+        Added.CONFLICT: FailedPrecondition(
+            f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
+            f"id names one batch", field="batch_id"),
+        Added.FINISHED: FailedPrecondition(f"run {run_id!r} is finished; it takes no more "
+                                           f"batches", field="run_id"),
+        Added.MISMATCH: InvalidArgument(
+            f"inputs: every batch of a run must match its loss, options, dtypes and "
+            f"per-sample shapes; expected {outcome.signature}; got {mine.text}",
+            field="inputs"),
+        Added.FULL: FailedPrecondition(
+            f"run {run_id!r} already counted its expected {definition.expected_batches} "
+            f"batches", field="batch_id"),
+    }[outcome.added]
 
 
 def open_store(settings: Settings) -> RunStore:
