@@ -117,7 +117,8 @@ def _numpy_dtype(dtype: Any, field: str) -> np.dtype:
 
 
 def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    """uint16 bit patterns -> float32, shape kept (a 0-d array stays an array, not a scalar)."""
+    return np.asarray(bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def float32_to_bfloat16(array: np.ndarray) -> np.ndarray:

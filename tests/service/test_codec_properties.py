@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 import orjson
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from service.api import codec
@@ -29,6 +29,7 @@ def _expected_dtype(dtype: str) -> np.dtype:
 
 
 def _check(array: np.ndarray, dtype: object, shape: list) -> None:
+    assert isinstance(array, np.ndarray)  # a 0-d array, never a NumPy scalar
     assert isinstance(dtype, str) and dtype in codec.WIRE_DTYPES
     assert array.shape == tuple(shape) and array.dtype == _expected_dtype(dtype)
     assert len(shape) <= LIMITS.max_ndim and array.size <= LIMITS.max_tensor_elements
@@ -36,6 +37,7 @@ def _check(array: np.ndarray, dtype: object, shape: list) -> None:
 
 @settings(max_examples=400 * SCALE // 8, deadline=None)
 @given(DTYPES, SHAPES, st.integers(0, 600), st.booleans())
+@example(codec.BFLOAT16, [], 2, True)  # found by make fuzz: a 0-d bfloat16 became a scalar
 def test_raw_bytes(dtype: object, shape: list, length: int, exact: bool) -> None:
     if exact and isinstance(dtype, str) and dtype in codec.WIRE_DTYPES and all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
@@ -77,6 +79,7 @@ JSON_TENSORS = st.recursive(
 
 @settings(max_examples=600 * SCALE // 8, deadline=None)
 @given(JSON_TENSORS)
+@example({"shape": [], "dtype": "bfloat16", "b64": "000="})  # found by a longer fuzz run
 def test_json_tensors(obj: object) -> None:
     try:
         array, encoding, _ = codec.from_json(obj, "inputs.x", None, LIMITS)
