@@ -28,19 +28,20 @@ import uvloop
 from service._malloc import tune_malloc
 from service._proto.inference import grpc_predict_v2_pb2 as v2
 from service._proto.lossd.v1 import lossd_pb2 as pb
-from service.api.grpc_native import server_options
+from service.api.codec import NUMPY_DTYPES
+from service.api.grpc_native import DTYPE_NAMES, server_options
+from service.api.v2 import DATATYPES
 from service.settings import Settings
 
 # what lossd answers for a reduced float32 loss: the floor answers the same size
 GRPC_ANSWER = pb.ComputeResponse(loss=pb.Tensor(dtype=pb.FLOAT32, raw=b"\0\0\0\0")
                                  ).SerializeToString()
 REST_ANSWER = b'{"loss":0.0}'
-NATIVE_DTYPES: dict[int, np.dtype] = {
-    value: np.dtype(name.lower()) for name, value in pb.DType.items()
-    if name.lower() in ("float16", "float32", "float64", "int64", "uint8", "bool")}
-V2_DTYPES: dict[str, np.dtype] = {
-    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
-    "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "BOOL": np.dtype("?")}
+# lossd's own dtype tables (enum value / V2 datatype -> wire name -> NumPy), bfloat16 aside
+NATIVE_DTYPES = {value: NUMPY_DTYPES[name] for value, name in DTYPE_NAMES.items()
+                 if name in NUMPY_DTYPES}
+V2_DTYPES = {v2_name: NUMPY_DTYPES[name] for v2_name, name in DATATYPES.items()
+             if name in NUMPY_DTYPES}
 
 
 def decode_native(request: bytes) -> dict[str, np.ndarray]:

@@ -43,9 +43,8 @@ def throughput(rows: list[dict]) -> None:
                 label=f"lossd {transport}")
         ax.plot(conc, [r["floor"]["rps"] for r in runs], "o--", color=color, alpha=0.5,
                 label=f"floor {transport}")
-        if all("decode" in r for r in runs):
-            ax.plot(conc, [r["decode"]["rps"] for r in runs], "x:", color=color, alpha=0.7,
-                    label=f"decode floor {transport}")
+        ax.plot(conc, [r["decode"]["rps"] for r in runs], "x:", color=color, alpha=0.7,
+                label=f"decode floor {transport}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # the REST floor is an order of magnitude above the rest
     ax.set_xlabel("concurrent callers")

@@ -52,7 +52,7 @@ def test_plots_draw_from_results(tmp_path, monkeypatch) -> None:
     run = {"requests": 10, "errors": 0, "seconds": 1.0, "rps": 10.0, "bytes": 1000,
            "p50_ms": 1.0, "p99_ms": 2.0, "payload_bytes": 100}
     rows = [{"scenario": name, "workload": "w", "transport": transport, "concurrency": c,
-             "flags": "", "floor": run, "lossd": run, "ratio_rps": 1.0}
+             "flags": "", "floor": run, "decode": run, "lossd": run, "ratio_rps": 1.0}
             for name, transport, c in (("small grpc", "grpc", 1), ("small rest", "rest", 32),
                                        ("large grpc", "grpc", 2), ("size rest", "rest", 2))]
     core = {"dtype": "float32", "rows": [

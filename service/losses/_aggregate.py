@@ -101,20 +101,16 @@ class Stats:
             >>> Stats(total=3.0, scaled=3.0, weight=2.0, rows=2, elements=2).reduce("mean")
             1.5
         """
-        with np.errstate(all="ignore"):
-            if reduction == Reduction.SUM:
-                parts = [(self.total, 1.0), (self.addend, 1.0)]
-            elif reduction == Reduction.BATCHMEAN:
-                parts = [(self.total, self.rows), (self.addend, self.rows)]
-            elif reduction == Reduction.MEAN:
-                if self.elements == 0:
-                    return float(empty_mean)
-                parts = [(self.scaled, self.weight), (self.addend, self.weight)]
-            else:
-                parts = []
-            if parts:  # each part divided on its own, then added, as one call reduces them
-                return float(sum(np.float64(n) / np.float64(d) for n, d in parts
-                                 if n is not None))
+        divisors: dict[str, float] = {Reduction.SUM: 1.0, Reduction.BATCHMEAN: self.rows,
+                                      Reduction.MEAN: self.weight}
+        divisor = divisors.get(reduction)
+        if divisor is not None:
+            if reduction == Reduction.MEAN and self.elements == 0:
+                return float(empty_mean)
+            numerator = self.scaled if reduction == Reduction.MEAN else self.total
+            parts = [numerator] if self.addend is None else [numerator, self.addend]
+            with np.errstate(all="ignore"):  # each part divided, then added, as one call does
+                return float(sum(np.float64(n) / np.float64(divisor) for n in parts))
         raise ValueError(f"{reduction!r} does not reduce a dataset; expected mean, sum or "
                          f"batchmean")
 
