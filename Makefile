@@ -30,7 +30,7 @@ parity: $(VENV)/.torch  ## live parity with torch 2.13 (CPU wheel from this mach
 golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
 	$(PY) -m tests.golden.generate
 
-proto: $(STAMP)  ## regenerate service/_proto from protos/
+proto: $(STAMP)  ## regenerate service/lossd/_proto from protos/
 	$(PY) protos/generate.py
 
 $(VENV)/.bench: $(STAMP)

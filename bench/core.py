@@ -4,7 +4,7 @@ For every registered loss (the REGISTRY, in its order) a per-loss input factory 
 with about 1e3, 1e5 and 1e6 elements in the main input. Each is timed four ways, interleaved
 so that noise on a shared machine hits both sides alike:
 
-    core        service.losses.compute(name, arrays, options)               (reduction mean)
+    core        lossd.losses.compute(name, arrays, options)               (reduction mean)
     torch       the torch call of tests/reference (torch.nn.functional, torchvision's formulas)
     core+grad   compute(..., grad=True)                      (validation, loss, every gradient)
     torch f+b   forward, then torch.autograd.grad over the same differentiable tensors
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from service.losses import REGISTRY, compute
+from lossd.losses import REGISTRY, compute
 from tests.reference import torch_module_for
 
 Arrays = dict[str, np.ndarray]
@@ -419,7 +419,7 @@ def section(results: dict[int, list[Row]], command: str, dtype: str, threads: in
             f"with its default {threads} threads; dtype {dtype}; 1-minute load average "
             f"{load[0]:.1f} before and {load[1]:.1f} after the run).",
             "",
-            "Median wall time per call of the core (`service.losses.compute`: validation, "
+            "Median wall time per call of the core (`lossd.losses.compute`: validation, "
             "loss, reduction mean) and of torch CPU on the same arrays; the grad columns are "
             "`compute(..., grad=True)` against torch forward + `torch.autograd.grad` over the "
             "same differentiable tensors, torch with its default threads; the last column "

@@ -25,13 +25,13 @@ import pybase64
 import uvicorn
 import uvloop
 
-from service._malloc import tune_malloc
-from service._proto.inference import grpc_predict_v2_pb2 as v2
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service.api.codec import NUMPY_DTYPES
-from service.api.grpc_native import DTYPE_NAMES, server_options
-from service.api.v2 import DATATYPES
-from service.settings import Settings
+from lossd._malloc import tune_malloc
+from lossd._proto.inference import grpc_predict_v2_pb2 as v2
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd.api.codec import NUMPY_DTYPES
+from lossd.api.grpc_native import DTYPE_NAMES, server_options
+from lossd.api.v2 import DATATYPES
+from lossd.settings import Settings
 
 # what lossd answers for a reduced float32 loss: the floor answers the same size
 GRPC_ANSWER = pb.ComputeResponse(loss=pb.Tensor(dtype=pb.FLOAT32, raw=b"\0\0\0\0")

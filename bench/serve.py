@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from service.client import grpc_request
+from lossd.client import grpc_request
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -65,8 +65,8 @@ class Workload:
 
     def v2_grpc_bytes(self) -> list[bytes]:
         """The same calls as Open Inference Protocol ModelInfer with raw_input_contents."""
-        from service._proto.inference import grpc_predict_v2_pb2 as v2
-        from service.api.v2 import V2_DATATYPES
+        from lossd._proto.inference import grpc_predict_v2_pb2 as v2
+        from lossd.api.v2 import V2_DATATYPES
         out = []
         for loss, arrays in self.calls:
             request = v2.ModelInferRequest(model_name=loss)
@@ -159,7 +159,7 @@ def start(server: str, flags: list[str]) -> tuple[subprocess.Popen, int, int]:
     """``server``: "lossd", or a floor of bench/floor.py ("grpc", "rest-decode", ...)."""
     http, grpc_port = free_port(), free_port()
     if server == "lossd":
-        cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "lossd", "serve", "--host", "127.0.0.1",
                "--http-port", str(http), "--grpc-port", str(grpc_port), "--log-level", "warning",
                *flags]
         probe = f"http://127.0.0.1:{http}/readyz"

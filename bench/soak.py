@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     http, grpc_port = free_port(), free_port()
-    server = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
+    server = subprocess.Popen([sys.executable, "-m", "lossd", "serve", "--host", "127.0.0.1",
                                "--http-port", str(http), "--grpc-port", str(grpc_port),
                                "--log-level", "warning"], cwd=ROOT)
     time.sleep(2.0)

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.client import Client, GrpcClient  # noqa: E402
+from lossd.client import Client, GrpcClient  # noqa: E402
 from tests.service.server import free_port  # noqa: E402
 from tests.service.slow import slow_ctc_body  # noqa: E402
 

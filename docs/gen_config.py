@@ -12,7 +12,7 @@ from pathlib import Path
 import annotated_types
 from pydantic.fields import FieldInfo
 
-from service.settings import MIB, Settings
+from lossd.settings import MIB, Settings
 
 PAGE = Path(__file__).resolve().parent / "deploy.md"
 BEGIN, END = "<!-- config:begin -->", "<!-- config:end -->"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.losses import REGISTRY
+from lossd.losses import REGISTRY
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- losses:begin -->", "<!-- losses:end -->"

@@ -1,8 +1,8 @@
-"""Generate service/_proto from protos/ with grpcio-tools (pinned in pyproject.toml).
+"""Generate service/lossd/_proto from protos/ with grpcio-tools (pinned in pyproject.toml).
 
-    python protos/generate.py [OUT_DIR]      (default: service/_proto; `make proto`)
+    python protos/generate.py [OUT_DIR]      (default: service/lossd/_proto; `make proto`)
 
-Imports inside the generated modules are rewritten to ``service._proto.…`` so the stubs work as
+Imports inside the generated modules are rewritten to ``lossd._proto.…`` so the stubs work as
 a subpackage without touching sys.path.
 """
 
@@ -34,7 +34,7 @@ def generate(out: Path) -> list[Path]:
     written = []
     for path in sorted(out.rglob("*.py*")):
         text = re.sub(r"^from (\w+(?:\.\w+)*) import (\w+_pb2)",
-                      lambda m: f"from service._proto.{m.group(1)} import {m.group(2)}",
+                      lambda m: f"from lossd._proto.{m.group(1)} import {m.group(2)}",
                       path.read_text(), flags=re.M)
         if path.parent.name in PRIVATE_POOL:
             text = text.replace("_descriptor_pool.Default()", "_descriptor_pool.DescriptorPool()")
@@ -48,6 +48,6 @@ def generate(out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "service" / "_proto"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "service" / "lossd" / "_proto"
     for p in generate(target):
         print(p.relative_to(target.parent) if p.is_relative_to(target.parent) else p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-SERVICE = Path(__file__).resolve().parents[1] / "service"
+SERVICE = Path(__file__).resolve().parents[1] / "service" / "lossd"
 FORBIDDEN = re.compile(r"\b(pickle|cPickle|dill|marshal|shelve|eval|exec|allow_pickle\s*=\s*True"
                        r"|yaml\.load|__import__)\b")
 

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.losses import REGISTRY, compute, evaluate, prepare
-from service.losses._aggregate import Aggregate, Stats, exact_sum, signature
-from service.losses._batch import batch_axes
+from lossd.errors import InvalidArgument
+from lossd.losses import REGISTRY, compute, evaluate, prepare
+from lossd.losses._aggregate import Aggregate, Stats, exact_sum, signature
+from lossd.losses._batch import batch_axes
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from service.losses import compute
-from service.losses.boxes import _edge_grads
+from lossd.losses import compute
+from lossd.losses.boxes import _edge_grads
 
 EPS = 1e-7
 

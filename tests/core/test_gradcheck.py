@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.losses import REGISTRY, compute
+from lossd.losses import REGISTRY, compute
 from tests.reference import all_cases
 
 EPS = 1e-6

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from service.errors import InvalidArgument, LossdError
-from service.losses import REGISTRY, Result, compute
+from lossd.errors import InvalidArgument, LossdError
+from lossd.losses import REGISTRY, Result, compute
 from tests.reference import Case, family
 from tests.reference.compare import assert_result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.losses import compute
+from lossd.losses import compute
 
 
 def _multilabel_loop(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

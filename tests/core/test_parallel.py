@@ -1,4 +1,4 @@
-"""The piecewise, multi-threaded path of service/losses/_parallel.py gives the same bits as one
+"""The piecewise, multi-threaded path of lossd/losses/_parallel.py gives the same bits as one
 whole-array call, keeps the caller's floating-point error settings (no warning from a worker
 thread), and ``keep`` is ``where(mask, x, 0)`` exactly.
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.losses import _parallel, compute
+from lossd.losses import _parallel, compute
 
 SIZE = _parallel.THRESHOLD + 3 * _parallel.PIECE + 17  # several pieces, a ragged last one
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from service.losses import compute
+from lossd.losses import compute
 
 ACTIVATIONS = ("none", "sigmoid", "softmax")
 

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from service.losses import compute
+from lossd.losses import compute
 from tests.reference import Rand
 from tests.reference.sequence import Batch, log_softmax
 

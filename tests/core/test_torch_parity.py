@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import InvalidArgument
-from service.losses import compute
+from lossd.errors import InvalidArgument
+from lossd.losses import compute
 from tests.reference import all_cases
 from tests.reference.compare import assert_result
 

@@ -66,7 +66,7 @@ def all_cases(seed: int) -> list[Case]:
 
 
 def torch_module_for(loss: str) -> ModuleType:
-    from service.losses import REGISTRY
+    from lossd.losses import REGISTRY
     return family(REGISTRY[loss].family)
 
 

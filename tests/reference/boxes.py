@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/boxes.py.
+"""Cases and torch oracle for service/lossd/losses/boxes.py.
 
 torchvision is not installed next to torch here, so the oracle restates torchvision 0.28's
 ``torchvision/ops/{_utils,giou_loss,diou_loss,ciou_loss,focal_loss}.py`` in torch ops, line for

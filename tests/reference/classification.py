@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/classification.py.
+"""Cases and torch oracle for service/lossd/losses/classification.py.
 
 The torch losses are called as they are; the two losses beyond torch (poly1_cross_entropy,
 softmax_focal) are written here from their published formulas in torch ops, so autograd gives

@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/margin.py."""
+"""Cases and torch oracle for service/lossd/losses/margin.py."""
 
 from __future__ import annotations
 

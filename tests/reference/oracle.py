@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.losses import REGISTRY
+from lossd.losses import REGISTRY
 
 from . import Case, torch_module_for
 

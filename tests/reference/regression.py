@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/regression.py."""
+"""Cases and torch oracle for service/lossd/losses/regression.py."""
 
 from __future__ import annotations
 

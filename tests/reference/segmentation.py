@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/segmentation.py.
+"""Cases and torch oracle for service/lossd/losses/segmentation.py.
 
 The losses are beyond torch, so the oracle is their definition written in torch ops after
 segmentation_models_pytorch's ``soft_{dice,jaccard,tversky}_score`` (FP and FN summed

@@ -1,4 +1,4 @@
-"""Cases and torch oracle for service/losses/sequence.py (CTC)."""
+"""Cases and torch oracle for service/lossd/losses/sequence.py (CTC)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 
-from service.__main__ import serve
-from service.losses import REGISTRY, LossSpec, TensorSpec, Terms
-from service.losses._spec import reduction_option
-from service.settings import Settings
+from lossd.__main__ import serve
+from lossd.losses import REGISTRY, LossSpec, TensorSpec, Terms
+from lossd.losses._spec import reduction_option
+from lossd.settings import Settings
 
 from .server import free_port
 

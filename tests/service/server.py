@@ -62,7 +62,7 @@ def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
     log_path = tmp_dir / f"lossd-{http_port}.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
+        [sys.executable, "-m", "lossd", "serve", "--host", "127.0.0.1",
          "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--no-log-json", *args],
         cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
         env={**os.environ, "LOSSD_RUNS_DIR": str(tmp_dir / "runs"), **(env or {})})

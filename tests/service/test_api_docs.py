@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from service.client import GrpcClient
-from service.losses import REGISTRY
+from lossd.client import GrpcClient
+from lossd.losses import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ def test_generated_stubs_match_protos(tmp_path) -> None:
     out = tmp_path / "_proto"
     subprocess.run([sys.executable, str(ROOT / "protos" / "generate.py"), str(out)], check=True,
                    capture_output=True)
-    committed = ROOT / "service" / "_proto"
+    committed = ROOT / "service" / "lossd" / "_proto"
     generated = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     existing = sorted(p.relative_to(committed) for p in committed.rglob("*")
                       if p.is_file() and "__pycache__" not in p.parts)

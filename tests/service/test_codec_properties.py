@@ -13,8 +13,8 @@ import orjson
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from service.api import codec
-from service.errors import InvalidArgument, PayloadTooLarge
+from lossd.api import codec
+from lossd.errors import InvalidArgument, PayloadTooLarge
 
 LIMITS = codec.Limits(max_tensor_elements=4096, max_ndim=6)
 DTYPES = st.sampled_from(codec.WIRE_DTYPES) | st.text(max_size=8) | st.none() | st.integers()

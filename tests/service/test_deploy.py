@@ -26,7 +26,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.settings import Settings
+from lossd.settings import Settings
 
 from . import kustomize
 from .server import ROOT
@@ -118,7 +118,7 @@ def test_ports_env_and_drain_budget(rendered) -> None:
 
     spec = deployment["spec"]["template"]["spec"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    grpc_stop_grace = 1  # service.__main__.serve stops gRPC with grace=1.0 after the drain
+    grpc_stop_grace = 1  # lossd.__main__.serve stops gRPC with grace=1.0 after the drain
     assert spec["terminationGracePeriodSeconds"] > (pre_stop + settings.drain_seconds
                                                     + grpc_stop_grace)
     assert spec["securityContext"]["runAsNonRoot"] is True

@@ -13,11 +13,11 @@ import threading
 import numpy as np
 import pytest
 
-from service.engine import Engine
-from service.engine.batcher import _Pending
-from service.errors import InvalidArgument
-from service.losses import compute
-from service.settings import Settings
+from lossd.engine import Engine
+from lossd.engine.batcher import _Pending
+from lossd.errors import InvalidArgument
+from lossd.losses import compute
+from lossd.settings import Settings
 from tests.reference.compare import assert_close
 
 QUEUED = Settings(inline_compute_elements=0, inline_compute_us=0)
@@ -75,7 +75,7 @@ def test_incompatible_requests_never_share_a_batch() -> None:
 
 
 def _pending(engine: Engine, loss: str, arrays: dict, options: dict):
-    from service.engine.batcher import _Pending
+    from lossd.engine.batcher import _Pending
     call = engine.prepare(loss, arrays, options)
     return _Pending(call, False, asyncio.get_running_loop().create_future(), 0.0, 0)
 

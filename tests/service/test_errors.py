@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from service.client import GrpcClient, LossdClientError, grpc_request
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from lossd.client import GrpcClient, LossdClientError, grpc_request
 
 from .slow import SMALL_MSE, slow_ctc_body
 

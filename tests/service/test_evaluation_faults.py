@@ -24,8 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.client import Client, LossdClientError
-from service.losses import compute
+from lossd.client import Client, LossdClientError
+from lossd.losses import compute
 
 from .server import RunningServer, free_port, start_server
 

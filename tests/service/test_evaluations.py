@@ -14,11 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from service._proto.lossd.v1 import runs_pb2 as rpb
-from service._proto.lossd.v1 import runs_pb2_grpc as rpb_grpc
-from service.client import (
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from lossd._proto.lossd.v1 import runs_pb2 as rpb
+from lossd._proto.lossd.v1 import runs_pb2_grpc as rpb_grpc
+from lossd.client import (
     AsyncClient,
     AsyncGrpcClient,
     Client,
@@ -28,8 +28,8 @@ from service.client import (
     grpc_request,
     grpc_tensor,
 )
-from service.losses import REGISTRY, compute, prepare
-from service.losses._batch import batch_axes
+from lossd.losses import REGISTRY, compute, prepare
+from lossd.losses._batch import batch_axes
 from tests.core.test_aggregate import DATASET_RTOL, PER_CALL_LABELS, split
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close

@@ -23,10 +23,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import service._proto.inference.grpc_predict_v2_pb2 as v2  # noqa: F401 - registers descriptors
-import service._proto.lossd.v1.runs_pb2  # noqa: F401
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service.client import grpc_request
+import lossd._proto.inference.grpc_predict_v2_pb2 as v2  # noqa: F401 - registers descriptors
+import lossd._proto.lossd.v1.runs_pb2  # noqa: F401
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd.client import grpc_request
 
 from .server import RunningServer, start_server
 

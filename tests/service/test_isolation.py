@@ -11,10 +11,10 @@ from dataclasses import replace
 import httpx
 import numpy as np
 
-from service.client import AsyncClient, AsyncGrpcClient, LossdClientError, LossResult
-from service.errors import InvalidArgument
-from service.losses import REGISTRY, compute, prepare
-from service.losses._batch import batch_axes
+from lossd.client import AsyncClient, AsyncGrpcClient, LossdClientError, LossResult
+from lossd.errors import InvalidArgument
+from lossd.losses import REGISTRY, compute, prepare
+from lossd.losses._batch import batch_axes
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
 

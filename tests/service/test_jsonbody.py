@@ -1,4 +1,4 @@
-"""JSON bodies with ``b64`` strings cut out before parsing (service/api/jsonbody.py) parse to
+"""JSON bodies with ``b64`` strings cut out before parsing (service/lossd/api/jsonbody.py) parse to
 exactly what the plain parse gives, or fail with exactly its error: valid bodies in any layout,
 tricky ones (``"b64"`` inside other strings, escapes, duplicate keys, bad characters, a client
 writing the placeholder itself), and Hypothesis mutations of valid bodies."""
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api import codec, jsonbody
-from service.errors import InvalidArgument, MalformedRequest
+from lossd.api import codec, jsonbody
+from lossd.errors import InvalidArgument, MalformedRequest
 
 DEPTH = 32
 SCALE = int(os.environ.get("LOSSD_FUZZ_EXAMPLES", "8"))  # make fuzz: 200

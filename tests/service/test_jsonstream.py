@@ -1,4 +1,4 @@
-"""JSON bodies parsed as they stream in (service/api/jsonstream.py) give exactly what
+"""JSON bodies parsed as they stream in (service/lossd/api/jsonstream.py) give exactly what
 ``jsonbody.loads`` gives for the joined body (value or error message), in any chunking: 1-byte
 chunks, splits inside ``"b64": "``, inside a value, inside a 4-character group; escapes that PHP
 (``\\/``) and .NET (``\\u002B``) write; padding with unused bits set; fallbacks after cuts."""
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api import jsonbody, jsonstream
+from lossd.api import jsonbody, jsonstream
 
 from .test_jsonbody import BODIES, DEPTH, SCALE, TRICKY, _layout, _outcome, tensor
 

@@ -12,7 +12,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service.client import AsyncGrpcClient, LossdClientError
+from lossd.client import AsyncGrpcClient, LossdClientError
 
 from .slow import SMALL_MSE, slow_ctc_body
 

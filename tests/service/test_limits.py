@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api.limits import json_depth_exceeds
-from service.client import GrpcClient, LossdClientError
+from lossd.api.limits import json_depth_exceeds
+from lossd.client import GrpcClient, LossdClientError
 
 from .slow import SMALL_MSE
 

@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import orjson
 
-from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from service.client import AsyncGrpcClient, LossdClientError, grpc_request
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from lossd.client import AsyncGrpcClient, LossdClientError, grpc_request
 
 from .slow import slow_ctc_body
 

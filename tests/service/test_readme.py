@@ -57,8 +57,8 @@ def test_grpcurl_example(server: RunningServer) -> None:
     import grpc
     from google.protobuf import json_format
 
-    from service._proto.lossd.v1 import lossd_pb2 as pb
-    from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+    from lossd._proto.lossd.v1 import lossd_pb2 as pb
+    from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 
     words = shlex.split(_example("grpcurl").replace("\\\n", " "))
     body, method = words[words.index("-d") + 1], words[-1]

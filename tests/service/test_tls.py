@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from service.client import grpc_request
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from lossd.client import grpc_request
 
 from .certs import Pki, make_pki
 from .slow import SMALL_MSE

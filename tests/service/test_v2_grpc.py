@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from service.losses import REGISTRY, compute
+from lossd.losses import REGISTRY, compute
 from tests.reference import Case
 
 from .wire_cases import CASES, check

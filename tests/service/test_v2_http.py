@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from service.losses import REGISTRY, compute
+from lossd.losses import REGISTRY, compute
 from tests.reference import Case
 from tests.reference.compare import assert_close
 

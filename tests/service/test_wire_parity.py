@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from service.client import _option_value, grpc_array, grpc_tensor
-from service.losses import REGISTRY
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
+from lossd.client import _option_value, grpc_array, grpc_tensor
+from lossd.losses import REGISTRY
 from tests.reference import Case
 from tests.reference.compare import assert_close
 

@@ -1,4 +1,4 @@
-"""The zero-copy request reader (service/api/wire.py) reads exactly what upb reads.
+"""The zero-copy request reader (service/lossd/api/wire.py) reads exactly what upb reads.
 
 Unit properties run the hand reader on small messages too (``SLICE_FROM`` patched to 0):
 random well-formed requests give the same loss, options, grad and tensors as upb's parse, and
@@ -17,12 +17,12 @@ import tritonclient.grpc as triton
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service._proto.inference import grpc_predict_v2_pb2 as v2pb
-from service._proto.lossd.v1 import lossd_pb2 as pb
-from service.api import wire
-from service.client import GrpcClient
-from service.errors import MalformedRequest
-from service.losses import compute
+from lossd._proto.inference import grpc_predict_v2_pb2 as v2pb
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd.api import wire
+from lossd.client import GrpcClient
+from lossd.errors import MalformedRequest
+from lossd.losses import compute
 from tests.reference.compare import assert_close
 
 

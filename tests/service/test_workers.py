@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.client import GrpcClient
+from lossd.client import GrpcClient
 
 TARGET = [0.0, 0.0]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.losses import REGISTRY, Result, compute
+from lossd.losses import REGISTRY, Result, compute
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
 

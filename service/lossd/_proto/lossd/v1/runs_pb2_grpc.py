@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from service._proto.lossd.v1 import runs_pb2 as lossd_dot_v1_dot_runs__pb2
+from lossd._proto.lossd.v1 import runs_pb2 as lossd_dot_v1_dot_runs__pb2
 
 GRPC_GENERATED_VERSION = '1.80.0'
 GRPC_VERSION = grpc.__version__

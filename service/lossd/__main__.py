@@ -1,4 +1,4 @@
-"""``lossd serve`` / ``python -m service serve``: REST and gRPC in one process, one event loop.
+"""``lossd serve`` / ``python -m lossd serve``: REST and gRPC in one process, one event loop.
 
 SIGTERM (or SIGINT) drains: readiness and gRPC health go false, new work is refused with
 UNAVAILABLE / 503, queued and running work finishes, then the servers stop and the process exits
@@ -139,7 +139,7 @@ def _worker(settings: Settings, code: Any) -> None:
 def run_workers(settings: Settings) -> int:
     """N processes sharing the ports (SO_REUSEPORT); SIGTERM is forwarded to each.
 
-    Their metrics share a fresh PROMETHEUS_MULTIPROC_DIR (see service.metrics), set before the
+    Their metrics share a fresh PROMETHEUS_MULTIPROC_DIR (see lossd.metrics), set before the
     workers start; it is removed when they have all stopped.
     """
     metrics_dir = tempfile.mkdtemp(prefix="lossd-metrics-")
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m service`: run the copy imported by name, so that spawned workers can unpickle
+    # `python -m lossd`: run the copy imported by name, so that spawned workers can unpickle
     # their target (multiprocessing never re-imports a `*.__main__` module in the child)
-    from service.__main__ import main as importable_main
+    from lossd.__main__ import main as importable_main
     importable_main()

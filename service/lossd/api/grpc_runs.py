@@ -1,4 +1,4 @@
-"""gRPC ``lossd.v1.RunService``: evaluation runs (see :mod:`service.runs`), bytes in, messages
+"""gRPC ``lossd.v1.RunService``: evaluation runs (see :mod:`lossd.runs`), bytes in, messages
 out, errors through the one gRPC status table (``grpc_native.GRPC_STATUS``)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-from service._proto.lossd.v1 import lossd_pb2 as _lossd_pb2
+from lossd._proto.lossd.v1 import lossd_pb2 as _lossd_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -64,8 +64,8 @@ def _limits(max_tensor_elements: int, max_ndim: int) -> Limits:
 class Base64Bytes:
     """A JSON ``b64`` string already decoded by :func:`decode_b64`: ``raw`` is its bytes,
     ``text`` its characters (strict base64, so ASCII with no quote), kept for messages that
-    show the value. Made by :mod:`service.api.jsonbody`, which cuts ``b64`` strings out of
-    large bodies before parsing, and :mod:`service.api.jsonstream`, which decodes them as the
+    show the value. Made by :mod:`lossd.api.jsonbody`, which cuts ``b64`` strings out of
+    large bodies before parsing, and :mod:`lossd.api.jsonstream`, which decodes them as the
     body streams in; :func:`from_json` takes it as it takes the string."""
 
     raw: bytes | memoryview

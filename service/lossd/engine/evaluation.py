@@ -2,7 +2,7 @@
 
 :class:`StreamEvaluation` is the state of one stream (gRPC ``ComputeStream``, REST
 ``POST /v1/losses/{name}/stream``): each batch is validated, checked against the first
-batch's :class:`~service.losses._aggregate.Signature` (loss, options, dtypes, per-sample
+batch's :class:`~lossd.losses._aggregate.Signature` (loss, options, dtypes, per-sample
 shapes), computed by the batching engine like any request, and its sufficient statistics kept;
 :meth:`StreamEvaluation.result` is the loss of the whole stream, equal to one call on the
 concatenated batches. A batch that fails (bad input, mismatch, queue full) is not counted.

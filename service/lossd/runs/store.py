@@ -7,8 +7,8 @@ which is what makes a retried batch count once, and a crash between commit and a
 (the retry finds the record). The aggregate is computed from the records when read
 (``Stats.combine``: exact and independent of arrival order).
 
-Implementations: :class:`~service.runs.sqlite_store.SqliteStore` (embedded, WAL) and
-:class:`~service.runs.redis_store.RedisStore` (shared by replicas; Lua scripts).
+Implementations: :class:`~lossd.runs.sqlite_store.SqliteStore` (embedded, WAL) and
+:class:`~lossd.runs.redis_store.RedisStore` (shared by replicas; Lua scripts).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Python client for lossd: NumPy in, NumPy out, over REST or gRPC, sync or async.
 
-    >>> from service.client import Client
+    >>> from lossd.client import Client
     >>> with Client("http://localhost:8000") as lossd:
     ...     out = lossd.compute("cross_entropy", input=logits, target=labels,
     ...                         label_smoothing=0.1, grad=True)

@@ -12,7 +12,7 @@ the header's length is in ``Inference-Header-Content-Length``; an input whose
 ``parameters.binary_data_size`` is set takes the next that many bytes. Outputs travel binary when
 the output's ``parameters.binary_data`` is true, or, when it is absent, when the request's
 ``parameters.binary_data_output`` is. Errors are V2's ``{"error": "<message>"}`` with the
-status of :data:`service.errors.HTTP_STATUS`. The routes stay out of ``/openapi.json``: the
+status of :data:`lossd.errors.HTTP_STATUS`. The routes stay out of ``/openapi.json``: the
 KServe specification documents them.
 """
 
