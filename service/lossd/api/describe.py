@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from ..losses import REGISTRY, LossSpec
+from ..losses import REGISTRY, LossSpec, TensorSpec
 
 
 def describe(spec: LossSpec) -> dict[str, Any]:
@@ -14,16 +15,30 @@ def describe(spec: LossSpec) -> dict[str, Any]:
         "summary": spec.summary,
         "family": spec.family,
         "torch": spec.torch,
-        "tensors": [{"name": t.name, "role": t.role, "shape": t.shape,
-                     "dtypes": list(t.accepted_dtypes) + (["bfloat16"] if "float32" in
-                                                           t.accepted_dtypes else []),
-                     "differentiable": t.differentiable, "optional": t.optional,
-                     "description": t.description} for t in spec.tensors],
+        "tensors": [describe_tensor(t) for t in spec.tensors],
         "options": {"type": "object", "additionalProperties": False,
                     "properties": {o.name: o.json_schema() for o in spec.options}},
         "differentiable": list(spec.differentiable),
         "reductions": list(spec.reductions),
     }
+
+
+def describe_tensor(tensor: TensorSpec) -> dict[str, Any]:
+    """One tensor; ``dims`` lists its forms (``[["N", "C"], ["C"]]``, ``"*"`` for any dims) and
+    ``values`` its range (``null`` for any real), bounds possibly dim names::
+
+        {"low": 0, "high": "C", "low_open": false, "high_open": true, "integer": true,
+         "choices": null}
+    """
+    values = None if tensor.values is None else asdict(tensor.values)
+    if values is not None and values["choices"] is not None:
+        values["choices"] = list(values["choices"])
+    return {"name": tensor.name, "role": tensor.role, "shape": tensor.shape,
+            "dtypes": list(tensor.accepted_dtypes) + (["bfloat16"] if "float32" in
+                                                      tensor.accepted_dtypes else []),
+            "differentiable": tensor.differentiable, "optional": tensor.optional,
+            "description": tensor.description, "dims": [list(form) for form in tensor.dims],
+            "values": values}
 
 
 def describe_all() -> list[dict[str, Any]]:

@@ -113,6 +113,15 @@ class TensorInfo(BaseModel):
     differentiable: bool
     optional: bool
     description: str
+    dims: list[list[str | int]] = Field(
+        default_factory=list, description="each allowed shape, the most common first: dim "
+        "names (one size per name across the loss's tensors), fixed sizes, \"*\" for any "
+        "number of dims", examples=[[["N", "C"], ["C"], ["N", "C", "*"]]])
+    values: dict[str, Any] | None = Field(
+        None, description="the value range (null: any real number): low, high (numbers, "
+        "dim names standing for their size, or null), low_open, high_open, integer, choices",
+        examples=[{"low": 0, "high": "C", "low_open": False, "high_open": True,
+                   "integer": True, "choices": None}])
 
 
 class LossInfo(BaseModel):

@@ -16,7 +16,6 @@ results are typed as torch types them (float32 in, float32 out; all-BF16 floats 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, MalformedRequest, NotFound
-from ..losses import LossSpec, Result, TensorSpec, get_spec
+from ..losses import Form, LossSpec, Result, TensorSpec, get_spec
 from ..settings import Settings
 from . import codec
 
@@ -68,41 +67,31 @@ def model(name: str, version: str | None) -> LossSpec:
 
 # --- metadata ----------------------------------------------------------------------------------
 
-def metadata_shape(pattern: str) -> list[int]:
-    """V2 shape of a registry shape pattern: -1 per symbolic dimension, literal sizes kept.
+def metadata_shape(form: Form) -> list[int]:
+    """V2 shape of one registry form: -1 per named dim and per ``"*"``, fixed sizes kept.
 
-    Only a pattern whose alternatives all have one rank has a V2 shape; any other (``(*)``,
-    ``(N, C) or (N, C, d1, ..., dK)``, "same shape as input") is reported as ``[-1]``.
-
-    >>> metadata_shape("(C)"), metadata_shape("(N, 4)"), metadata_shape("(*)")
+    >>> metadata_shape(("C",)), metadata_shape(("N", 4)), metadata_shape(("*",))
     ([-1], [-1, 4], [-1])
     """
-    groups = [[d.strip() for d in g.split(",") if d.strip()]
-              for g in re.findall(r"\(([^()]*)\)", pattern)]
-    if not groups or len({len(g) for g in groups}) != 1 or any(
-            "*" in d or "..." in d for g in groups for d in g):
-        return [-1]
-    return [int(d) if d.isdigit() else -1 for d in groups[0]]
+    return [d if isinstance(d, int) else -1 for d in form]
 
 
 def preferred_dtype(tensor: TensorSpec) -> str:
     """The one datatype metadata shows (every accepted dtype is accepted on infer)."""
-    accepted = tensor.accepted_dtypes
-    wire = next((d for d in ("float32", "int64") if d in accepted), accepted[0])
-    return V2_DATATYPES[wire]
+    return V2_DATATYPES[tensor.preferred_dtype]
 
 
 def model_metadata(spec: LossSpec) -> dict[str, Any]:
-    """``/v2/models/{loss}``: inputs from the registry, outputs ``loss`` and ``grad_*``."""
-    first = spec.tensors[0]
-    outputs = [{"name": LOSS_OUTPUT, "datatype": preferred_dtype(first), "shape": [-1]}]
-    outputs += [{"name": GRAD_PREFIX + t.name, "datatype": preferred_dtype(t),
-                 "shape": metadata_shape(t.shape)}
-                for t in spec.tensors if t.differentiable]
+    """``/v2/models/{loss}``: each input with its datatype and the shape of its first form;
+    outputs ``loss`` (``[-1]``: one value, or one per sample with ``reduction='none'``) and
+    ``grad_<tensor>`` (floating point, in the tensor's shape)."""
+    floating = V2_DATATYPES["float32"]
     return {"name": spec.name, "versions": [VERSION], "platform": PLATFORM,
             "inputs": [{"name": t.name, "datatype": preferred_dtype(t),
-                        "shape": metadata_shape(t.shape)} for t in spec.tensors],
-            "outputs": outputs}
+                        "shape": metadata_shape(t.dims[0])} for t in spec.tensors],
+            "outputs": [{"name": LOSS_OUTPUT, "datatype": floating, "shape": [-1]}] + [
+                {"name": GRAD_PREFIX + t.name, "datatype": floating,
+                 "shape": metadata_shape(t.dims[0])} for t in spec.tensors if t.differentiable]}
 
 
 def output_names(spec: LossSpec) -> list[str]:

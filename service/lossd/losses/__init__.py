@@ -22,11 +22,11 @@ from ._compute import (
                        prepare,
 )
 from ._reduce import Reduction, Terms, cotangent, reduce, weights_cotangent
-from ._spec import REGISTRY, Kind, LossSpec, OptionSpec, TensorSpec
+from ._spec import ANY, REGISTRY, Dim, Form, Kind, LossSpec, OptionSpec, TensorSpec, Values
 
 __all__ = [
-    "REGISTRY", "Kind", "LossSpec", "OptionSpec", "Prepared", "Reduction", "Result",
-    "TensorSpec", "backward",
+    "ANY", "REGISTRY", "Dim", "Form", "Kind", "LossSpec", "OptionSpec", "Prepared", "Reduction",
+    "Result", "TensorSpec", "Values", "backward",
     "Terms", "compute", "cotangent", "evaluate", "finish", "get_spec", "gradients", "prepare",
     "reduce", "weights_cotangent",
 ]

@@ -1,9 +1,14 @@
 """The loss registry: each loss declared once, everything else derived from it.
 
-A :class:`LossSpec` names the loss's tensors (role, dtypes, shape pattern, batch axis,
-differentiability), its options (type, PyTorch default, bounds), the pure compute function,
-its gradient and the PyTorch equivalent. The REST schema, gRPC validation, ``/v1/losses``, the
-V2 model metadata and the test matrix all read this registry.
+A :class:`LossSpec` names the loss's tensors (role, dtypes, shapes as named dims, value range,
+batch axis, differentiability), its options (type, PyTorch default, bounds), the pure compute
+function, its gradient and the PyTorch equivalent. The REST schema, gRPC validation,
+``/v1/losses``, the V2 model metadata and the test matrix all read this registry.
+
+Shapes are declared as forms: tuples of dims, each a letter torch's documentation uses
+(``"N"``, ``"C"``, ``"T"``, ...), a fixed size (``4`` for xyxy boxes) or :data:`ANY`. A dim name
+means one size across all tensors of a loss, so ``(N, C)`` logits and an ``(N,)`` target agree,
+and a :class:`Values` bound may name a dim: class indices are integers in ``[0, C)``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -22,6 +27,60 @@ from ._reduce import Terms
 FLOAT_DTYPES = ("float16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
 REAL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+
+
+Dim: TypeAlias = str | int
+"""One dim of a form: a name (``"N"``), a fixed size (``4``) or :data:`ANY`."""
+Form: TypeAlias = tuple[Dim, ...]
+"""One allowed shape of a tensor, e.g. ``("N", "C")``; ``()`` is a 0-d tensor."""
+ANY = "*"
+"""Any number of dims (zero or more): ``(ANY,)`` is any shape, ``("N", "C", ANY)`` is
+``(N, C, d1, ..., dK)``."""
+ANY_SHAPE: tuple[Form, ...] = ((ANY,),)
+"""The dims of a tensor of any shape (elementwise losses)."""
+
+
+@dataclass(frozen=True)
+class Values:
+    """The values a tensor holds under the loss's default options.
+
+    Every value in the range is accepted; the checks may accept more (``ignore_index``, 0/1
+    hinge labels, a CTC target equal to the blank). A bound is a number or the name of a dim
+    of the loss, standing for that dim's size.
+
+    Attributes:
+        low: smallest value (``None``: unbounded below).
+        high: largest value (``None``: unbounded above).
+        low_open: ``low`` itself is excluded.
+        high_open: ``high`` itself is excluded.
+        integer: whole numbers, sent in an integer dtype (class indices, lengths).
+        choices: the closed set of values (labels ±1); ``low`` and ``high`` are then unset.
+
+    Example: class indices ``Values(0, "C", high_open=True, integer=True)``, ``[0, C)``.
+    """
+
+    low: float | str | None = None
+    high: float | str | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    choices: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None and (self.low is not None or self.high is not None):
+            raise ValueError("Values: choices and bounds exclude each other")
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """The dims whose sizes are bounds."""
+        return tuple(b for b in (self.low, self.high) if isinstance(b, str))
+
+
+PROBABILITY = Values(0, 1)
+LOG_PROBABILITY = Values(high=0)
+CLASS_INDEX = Values(0, "C", high_open=True, integer=True)
+SIGNS = Values(choices=(-1, 1))
+NON_NEGATIVE = Values(low=0)
 
 
 class Kind(str, Enum):
@@ -39,7 +98,7 @@ class TensorSpec:
     Attributes:
         name: the torch.nn.functional argument name, also the wire name.
         role: what it means ("input", "target", "weight", "lengths", ...).
-        shape: human-readable shape pattern, e.g. ``"(N, C) or (N, C, d1, ..., dK)"``.
+        shape: the shapes in prose, for people, e.g. ``"(N, C) or (N, C, d1, ..., dK)"``.
         kind: how values are cast before compute (see :class:`Kind`).
         dtypes: accepted dtypes; ``None`` means every dtype of ``kind``.
         differentiable: torch autograd gives this tensor a gradient.
@@ -47,6 +106,10 @@ class TensorSpec:
         batch_axis: axis along which the batcher concatenates requests; ``None`` means the tensor
             is per-request constant (e.g. class weights) and part of the BatchKey by value.
         batch_ndim: the smallest ndim of the batched form (a 1-D CE input has no batch axis).
+        description: what the values mean.
+        dims: each allowed shape as a :data:`Form`, the most common batched one first (that
+            is the one V2 metadata shows), e.g. ``(("N", "C"), ("C",), ("N", "C", ANY))``.
+        values: the value range (see :class:`Values`); ``None`` means any real number.
     """
 
     name: str
@@ -59,12 +122,21 @@ class TensorSpec:
     batch_axis: int | None = 0
     batch_ndim: int = 1
     description: str = ""
+    dims: tuple[Form, ...] = ()
+    values: Values | None = None
 
     @property
     def accepted_dtypes(self) -> tuple[str, ...]:
         if self.dtypes is not None:
             return self.dtypes
         return {Kind.FLOAT: FLOAT_DTYPES, Kind.REAL: REAL_DTYPES, Kind.INDEX: INT_DTYPES}[self.kind]
+
+    @property
+    def preferred_dtype(self) -> str:
+        """The dtype to send: int64 for integer values, float32 otherwise (when accepted)."""
+        accepted = self.accepted_dtypes
+        first = "int64" if self.values is not None and self.values.integer else "float32"
+        return next((d for d in (first, "float32", "int64") if d in accepted), accepted[0])
 
     @cached_property
     def accepted_numpy_dtypes(self) -> frozenset[np.dtype]:
@@ -195,13 +267,37 @@ REGISTRY: dict[str, LossSpec] = {}
 
 
 def register(spec: LossSpec) -> LossSpec:
-    """Add ``spec`` to the registry (names are unique)."""
+    """Add ``spec`` to the registry (names are unique; see :func:`check_tensors`)."""
     if spec.name in REGISTRY:
         raise ValueError(f"loss {spec.name!r} registered twice")
     if "reduction" not in spec.option_map:
         raise ValueError(f"loss {spec.name!r} declares no reduction option")
+    check_tensors(spec)
     REGISTRY[spec.name] = spec
     return spec
+
+
+def check_tensors(spec: LossSpec) -> None:
+    """Raise ``ValueError`` unless every tensor declares its dims, each form uses :data:`ANY`
+    at most once, integer values come in an integer dtype (and index tensors hold integers),
+    and every dim a value bound names is a dim of one of the loss's tensors."""
+    names = {d for t in spec.tensors for form in t.dims for d in form
+             if isinstance(d, str) and d != ANY}
+    for t in spec.tensors:
+        where = f"loss {spec.name!r}, tensor {t.name!r}"
+        if not t.dims:
+            raise ValueError(f"{where} declares no dims")
+        if any(form.count(ANY) > 1 for form in t.dims):
+            raise ValueError(f"{where}: a form uses {ANY!r} more than once")
+        integer = t.values is not None and t.values.integer
+        if t.kind is Kind.INDEX and not integer:
+            raise ValueError(f"{where}: an index tensor holds integer values")
+        if integer and "int64" not in t.accepted_dtypes:
+            raise ValueError(f"{where}: integer values need int64 among the dtypes")
+        unknown = [d for d in (t.values.dim_names if t.values else ()) if d not in names]
+        if unknown:
+            raise ValueError(f"{where}: value bound names unknown dim {unknown[0]!r}; the "
+                             f"loss's dims are {sorted(names)}")
 
 
 def registry() -> Mapping[str, LossSpec]:

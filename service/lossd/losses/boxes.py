@@ -32,7 +32,18 @@ import numpy as np
 
 from ._checks import check_same_shape, fail, shape_str
 from ._reduce import Terms
-from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (
+    ANY,
+    ANY_SHAPE,
+    NON_NEGATIVE,
+    PROBABILITY,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    reduction_option,
+    register,
+)
 
 FAMILY = "boxes"
 EPS = 1e-7  # torchvision's default eps, and the eps CIoU's inner DIoU always uses
@@ -486,8 +497,9 @@ def _register_box_loss(name: str, fn, grad, torch: str) -> None:
     tensors = tuple(
         TensorSpec(key, role, "(..., 4) xyxy; (N, 4), (4,) or any leading dims", kind=Kind.REAL,
                    differentiable=True, batch_ndim=2,
-                   description=f"{role} boxes (x1, y1, x2, y2); integers and float16 are "
-                               "upcast to float32")
+                   description=f"{role} boxes (x1, y1, x2, y2) with 0 <= x1 < x2 and "
+                               "0 <= y1 < y2; integers and float16 are upcast to float32",
+                   dims=(("N", 4), (4,), (ANY, 4)), values=NON_NEGATIVE)
         for key, role in (("boxes1", "input"), ("boxes2", "target")))
     register(LossSpec(name, fn, tensors, (REDUCTION, BOX_EPS), torch=torch, family=FAMILY,
                       check=_check_boxes, grad=grad, empty_mean=0.0))
@@ -505,9 +517,11 @@ _register_box_loss("complete_box_iou", complete_box_iou_loss, complete_box_iou_l
 
 register(LossSpec(
     "sigmoid_focal", sigmoid_focal_loss,
-    (TensorSpec("inputs", "input", "(*)", differentiable=True, description="logits"),
+    (TensorSpec("inputs", "input", "(*)", differentiable=True, description="logits",
+                dims=ANY_SHAPE),
      TensorSpec("targets", "target", "same shape as inputs", differentiable=True,
-                description="binary (or soft) labels in [0, 1]")),
+                description="binary (or soft) labels in [0, 1]", dims=ANY_SHAPE,
+                values=PROBABILITY)),
     (REDUCTION,
      OptionSpec("alpha", float, 0.25, "weight of the positive class in [0, 1]; -1 disables "
                 "the weighting"),

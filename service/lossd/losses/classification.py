@@ -34,7 +34,21 @@ from ._checks import (
 )
 from ._parallel import keep, piecewise
 from ._reduce import Terms
-from ._spec import FLOAT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (
+    ANY,
+    ANY_SHAPE,
+    CLASS_INDEX,
+    FLOAT_DTYPES,
+    LOG_PROBABILITY,
+    PROBABILITY,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    Values,
+    reduction_option,
+    register,
+)
 
 FAMILY = "classification"
 INT64_RANGE: dict[str, Any] = {"minimum": float(-2**63), "maximum": float(2**63 - 1)}
@@ -746,19 +760,26 @@ REDUCTION = reduction_option()
 IGNORE_INDEX = OptionSpec("ignore_index", int, -100, "target value that contributes nothing "
                           "(class indices only)", **INT64_RANGE)
 
+CLASS_DIMS = (("N", "C"), ("C",), ("N", "C", ANY))
+INDEX_DIMS = (("N",), (), ("N", ANY))
+MULTILABEL_DIMS = (("N", "C"), ("C",), ("N", ANY, "C"))  # classes on the last axis
 LOGITS = TensorSpec("input", "input", CLASS_INPUT, differentiable=True, batch_ndim=2,
-                    description="unnormalised class scores (logits), classes on axis 1")
+                    description="unnormalised class scores (logits), classes on axis 1",
+                    dims=CLASS_DIMS)
 CLASS_TARGET = TensorSpec(
     "target", "target", "class indices (), (N) or (N, d1, ..., dK); or probabilities with "
     "input's shape", kind=Kind.REAL, dtypes=FLOAT_DTYPES + ("int64", "uint8"),
     differentiable=True, description="class indices (int64/uint8) or class probabilities "
-    "(float, same shape as input; these get a gradient)")
+    "(float, same shape as input; these get a gradient)", dims=INDEX_DIMS + CLASS_DIMS,
+    values=CLASS_INDEX)
 INDEX_TARGET = TensorSpec("target", "target", "(), (N) or (N, d1, ..., dK)", kind=Kind.INDEX,
-                          dtypes=("int64", "uint8"), description="class indices")
+                          dtypes=("int64", "uint8"), description="class indices",
+                          dims=INDEX_DIMS, values=CLASS_INDEX)
 CLASS_WEIGHT = TensorSpec("weight", "weight", "(C)", optional=True, batch_axis=None,
-                          description="per-class rescaling weight")
+                          description="per-class rescaling weight", dims=(("C",),))
 BINARY_TARGET = TensorSpec("target", "target", "same shape as input", differentiable=True,
-                           description="probability of the positive class in [0, 1]")
+                           description="probability of the positive class in [0, 1]",
+                           dims=ANY_SHAPE, values=PROBABILITY)
 
 
 def _check_cross_entropy(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
@@ -784,16 +805,19 @@ register(LossSpec(
 register(LossSpec(
     "nll", nll_loss,
     (TensorSpec("input", "input", CLASS_INPUT, differentiable=True, batch_ndim=2,
-                description="log-probabilities, classes on axis 1"),
+                description="log-probabilities, classes on axis 1", dims=CLASS_DIMS,
+                values=LOG_PROBABILITY),
      INDEX_TARGET, CLASS_WEIGHT),
     (REDUCTION, IGNORE_INDEX), torch="torch.nn.functional.nll_loss", family=FAMILY,
     check=_check_nll, grad=nll_loss_grad))
 
 register(LossSpec(
     "kl_div", kl_div,
-    (TensorSpec("input", "input", "(*)", differentiable=True, description="log-probabilities"),
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="log-probabilities",
+                dims=ANY_SHAPE, values=LOG_PROBABILITY),
      TensorSpec("target", "target", "(*), broadcastable to input's shape", differentiable=True,
-                description="probabilities (log-probabilities with log_target)")),
+                description="probabilities (log-probabilities with log_target)",
+                dims=ANY_SHAPE, values=PROBABILITY)),
     (reduction_option(("none", "mean", "sum", "batchmean")),
      OptionSpec("log_target", bool, False, "target is given as log-probabilities")),
     torch="torch.nn.functional.kl_div", family=FAMILY, check=_check_kl_div, grad=kl_div_grad,
@@ -802,22 +826,24 @@ register(LossSpec(
 register(LossSpec(
     "binary_cross_entropy", binary_cross_entropy,
     (TensorSpec("input", "input", "(*)", differentiable=True,
-                description="probabilities in [0, 1]"),
+                description="probabilities in [0, 1]", dims=ANY_SHAPE, values=PROBABILITY),
      BINARY_TARGET,
      TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
-                batch_axis=None, description="elementwise rescaling weight")),
+                batch_axis=None, description="elementwise rescaling weight", dims=ANY_SHAPE)),
     (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy", family=FAMILY,
     check=_check_binary_cross_entropy, grad=binary_cross_entropy_grad,
     batchable=_no_batch_axis("weight")))
 
 register(LossSpec(
     "binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
-    (TensorSpec("input", "input", "(*)", differentiable=True, description="logits"),
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="logits",
+                dims=ANY_SHAPE),
      BINARY_TARGET,
      TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
-                batch_axis=None, description="elementwise rescaling weight"),
+                batch_axis=None, description="elementwise rescaling weight", dims=ANY_SHAPE),
      TensorSpec("pos_weight", "weight", "broadcastable to input's shape, e.g. (C)",
-                optional=True, batch_axis=None, description="weight of the positive term")),
+                optional=True, batch_axis=None, description="weight of the positive term",
+                dims=(("C",), (ANY,)))),
     (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy_with_logits", family=FAMILY,
     check=_check_binary_with_logits, grad=binary_cross_entropy_with_logits_grad,
     batchable=_no_batch_axis("weight", "pos_weight")))
@@ -825,12 +851,15 @@ register(LossSpec(
 register(LossSpec(
     "multilabel_soft_margin", multilabel_soft_margin_loss,
     (TensorSpec("input", "input", "(C), (N, C) or (N, *, C)", differentiable=True,
-                batch_ndim=2, description="logits, classes on the last axis"),
+                batch_ndim=2, description="logits, classes on the last axis",
+                dims=MULTILABEL_DIMS),
      TensorSpec("target", "target", "broadcastable to input's shape", kind=Kind.REAL,
                 dtypes=FLOAT_DTYPES + ("int8", "int16", "int32", "int64", "uint8"),
-                differentiable=True, batch_ndim=2, description="labels in {0, 1}"),
+                differentiable=True, batch_ndim=2, description="labels in {0, 1}",
+                dims=MULTILABEL_DIMS, values=Values(choices=(0, 1))),
      TensorSpec("weight", "weight", "(C), broadcastable to input's shape", optional=True,
-                batch_axis=None, description="per-class rescaling weight")),
+                batch_axis=None, description="per-class rescaling weight",
+                dims=(("C",), (ANY,)))),
     (REDUCTION,), torch="torch.nn.functional.multilabel_soft_margin_loss", family=FAMILY,
     check=_check_multilabel_soft_margin, grad=multilabel_soft_margin_loss_grad,
     batchable=_multilabel_batchable))
@@ -846,7 +875,7 @@ register(LossSpec(
     "softmax_focal", softmax_focal_loss,
     (LOGITS, INDEX_TARGET,
      TensorSpec("alpha", "weight", "(C)", optional=True, batch_axis=None,
-                description="per-class balancing factor α_t")),
+                description="per-class balancing factor α_t", dims=(("C",),))),
     (REDUCTION, IGNORE_INDEX,
      OptionSpec("gamma", float, 2.0, "focusing exponent γ of (1 - p_t)", minimum=0.0)),
     torch="none (Lin et al. 2017 focal loss with softmax; MONAI FocalLoss(use_softmax=True))",

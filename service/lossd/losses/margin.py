@@ -33,7 +33,19 @@ from ._checks import (
 )
 from ._parallel import keep, piecewise
 from ._reduce import Terms
-from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (
+    ANY,
+    ANY_SHAPE,
+    CLASS_INDEX,
+    SIGNS,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    Values,
+    reduction_option,
+    register,
+)
 
 FAMILY = "margin"
 REDUCTION = reduction_option()
@@ -591,8 +603,11 @@ def squared_hinge_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
 
 # --- registry ---------------------------------------------------------------------------------
 
-LABELS: dict[str, Any] = dict(kind=Kind.REAL,
+LABELS: dict[str, Any] = dict(kind=Kind.REAL, values=SIGNS,
                               description="labels, ±1 (compared only; no gradient)")
+PER_SAMPLE = (("N",), ())
+SCORES = (("N", "C"), ("C",))
+EMBEDDINGS = (("N", "D"), ("D",), (ANY, "D"))
 MARGIN_0 = OptionSpec("margin", float, 0.0, "margin of the hinge")
 MARGIN_1 = OptionSpec("margin", float, 1.0, "margin of the hinge")
 POSITIVE_MARGIN = OptionSpec("margin", float, 1.0, "margin between the two distances (> 0)",
@@ -600,53 +615,58 @@ POSITIVE_MARGIN = OptionSpec("margin", float, 1.0, "margin between the two dista
 SWAP = OptionSpec("swap", bool, False, "use min(d(a, n), d(p, n)) as the negative distance")
 TRIPLET_TENSORS = tuple(
     TensorSpec(name, name, "(N, D), (D) or (*, D)", differentiable=True, batch_ndim=2,
-            description=f"{name} embeddings") for name in TRIPLET)
+            description=f"{name} embeddings", dims=EMBEDDINGS) for name in TRIPLET)
 
 register(LossSpec(
     "hinge_embedding", hinge_embedding_loss,
-    (TensorSpec("input", "input", "(*)", differentiable=True, description="distances or scores"),
-     TensorSpec("target", "target", "(*), broadcastable with input", **LABELS)),
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="distances or scores",
+                dims=ANY_SHAPE),
+     TensorSpec("target", "target", "(*), broadcastable with input", dims=ANY_SHAPE,
+                **LABELS)),
     (REDUCTION, MARGIN_1), torch="torch.nn.functional.hinge_embedding_loss", family=FAMILY,
     check=_check_hinge_embedding, grad=hinge_embedding_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "soft_margin", soft_margin_loss,
-    (TensorSpec("input", "input", "(*)", differentiable=True, description="scores"),
+    (TensorSpec("input", "input", "(*)", differentiable=True, description="scores",
+                dims=ANY_SHAPE),
      TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
-             description="labels, ±1 (torch does not differentiate them)")),
+             description="labels, ±1 (torch does not differentiate them)", dims=ANY_SHAPE,
+             values=SIGNS)),
     (REDUCTION,), torch="torch.nn.functional.soft_margin_loss", family=FAMILY,
     check=_check_soft_margin, grad=soft_margin_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "margin_ranking", margin_ranking_loss,
     (TensorSpec("input1", "input", "(N) or ()", kind=Kind.REAL, differentiable=True,
-             description="scores of the first items"),
+             description="scores of the first items", dims=PER_SAMPLE),
      TensorSpec("input2", "input", "(N) or ()", kind=Kind.REAL, differentiable=True,
-             description="scores of the second items"),
+             description="scores of the second items", dims=PER_SAMPLE),
      TensorSpec("target", "target", "(N) or ()", kind=Kind.REAL, differentiable=True,
              description="1 if input1 should rank higher, -1 otherwise (torch differentiates "
-                         "it too)")),
+                         "it too)", dims=PER_SAMPLE, values=SIGNS)),
     (REDUCTION, MARGIN_0), torch="torch.nn.functional.margin_ranking_loss", family=FAMILY,
     check=_check_margin_ranking, grad=margin_ranking_loss_grad, batchable=same_shapes))
 
 register(LossSpec(
     "cosine_embedding", cosine_embedding_loss,
     (TensorSpec("input1", "input", "(N, D) or (D)", differentiable=True, batch_ndim=2,
-             description="first embeddings"),
+             description="first embeddings", dims=EMBEDDINGS[:2]),
      TensorSpec("input2", "input", "(N, D) or (D)", differentiable=True, batch_ndim=2,
-             description="second embeddings"),
-     TensorSpec("target", "target", "(N) or ()", **LABELS)),
+             description="second embeddings", dims=EMBEDDINGS[:2]),
+     TensorSpec("target", "target", "(N) or ()", dims=PER_SAMPLE, **LABELS)),
     (REDUCTION, MARGIN_0), torch="torch.nn.functional.cosine_embedding_loss", family=FAMILY,
     check=_check_cosine_embedding, grad=cosine_embedding_loss_grad))
 
 register(LossSpec(
     "multi_margin", multi_margin_loss,
     (TensorSpec("input", "input", "(N, C) or (C)", dtypes=SCORE_DTYPES, differentiable=True,
-             batch_ndim=2, description="class scores"),
+             batch_ndim=2, description="class scores", dims=SCORES),
      TensorSpec("target", "target", "(N) or ()", kind=Kind.INDEX, dtypes=("int64",),
-             description="class indices in [0, C)"),
+             description="class indices in [0, C)", dims=PER_SAMPLE, values=CLASS_INDEX),
      TensorSpec("weight", "weight", "(C)", dtypes=SCORE_DTYPES, optional=True, batch_axis=None,
-             description="per-class weight of each target's terms (input's dtype)")),
+             description="per-class weight of each target's terms (input's dtype)",
+             dims=(("C",),))),
     (REDUCTION,
      OptionSpec("p", int, 1, "exponent of the hinge (1 or 2)", choices=(1, 2)),
      MARGIN_1), torch="torch.nn.functional.multi_margin_loss", family=FAMILY,
@@ -655,9 +675,10 @@ register(LossSpec(
 register(LossSpec(
     "multilabel_margin", multilabel_margin_loss,
     (TensorSpec("input", "input", "(N, C) or (C)", dtypes=SCORE_DTYPES, differentiable=True,
-             batch_ndim=2, description="class scores"),
+             batch_ndim=2, description="class scores", dims=SCORES),
      TensorSpec("target", "target", "same shape as input", kind=Kind.INDEX, dtypes=("int64",),
-             batch_ndim=2, description="target classes, read up to the first -1")),
+             batch_ndim=2, description="target classes, read up to the first -1",
+             dims=SCORES, values=Values(-1, "C", high_open=True, integer=True))),
     (REDUCTION,), torch="torch.nn.functional.multilabel_margin_loss", family=FAMILY,
     check=_check_multilabel_margin, grad=multilabel_margin_loss_grad))
 
@@ -682,9 +703,10 @@ register(LossSpec(
 
 HINGE_TENSORS = (
     TensorSpec("input", "input", "(N, D), (D) or (*, D)", differentiable=True, batch_ndim=2,
-            description="scores"),
+            description="scores", dims=EMBEDDINGS),
     TensorSpec("target", "target", "same shape as input", kind=Kind.REAL, batch_ndim=2,
-            description="labels ±1, or all 0/1 (converted to ±1 like Keras); no gradient"))
+            description="labels ±1, or all 0/1 (converted to ±1 like Keras); no gradient",
+            dims=EMBEDDINGS, values=SIGNS))
 
 register(LossSpec(
     "hinge", hinge_loss, HINGE_TENSORS, (REDUCTION,),

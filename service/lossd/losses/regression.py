@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -19,27 +20,33 @@ from ._checks import broadcast_shape, check_shape, fail, same_shapes, shape_str,
 from ._parallel import elementwise, piecewise
 from ._reduce import Terms
 from ._spec import (
+    ANY_SHAPE,
     FLOAT_DTYPES,
     INT_DTYPES,
+    NON_NEGATIVE,
     Kind,
     LossSpec,
     OptionSpec,
     TensorSpec,
+    Values,
     reduction_option,
     register,
 )
 
 FAMILY = "regression"
 
-INPUT = TensorSpec("input", "input", "(*)", differentiable=True, description="predictions")
+INPUT = TensorSpec("input", "input", "(*)", differentiable=True, description="predictions",
+                   dims=ANY_SHAPE)
 # torch promotes an integer input against a float target for these (not for huber)
 REAL_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, differentiable=True,
-                        description="predictions; integers are promoted like torch does")
+                        description="predictions; integers are promoted like torch does",
+                        dims=ANY_SHAPE)
 TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
-                    differentiable=True, description="ground truth")
+                    differentiable=True, description="ground truth", dims=ANY_SHAPE)
 WEIGHT = TensorSpec("weight", "weight", "same shape as input", optional=True,
                     differentiable=True,
-                    description="per-element weight (torch 2.x functional `weight=`)")
+                    description="per-element weight (torch 2.x functional `weight=`)",
+                    dims=ANY_SHAPE)
 
 
 def _check_pair(arrays: dict[str, np.ndarray], options: dict) -> None:
@@ -323,13 +330,18 @@ _register_pair("huber", huber_loss, huber_loss_grad, (INPUT, TARGET, WEIGHT),
 # torch promotes integer inputs and targets of these two, but refuses bool (no `-` on bool)
 NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
 NUMERIC_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
-                           differentiable=True, description="predictions; integers promoted")
+                           differentiable=True, description="predictions; integers promoted",
+                           dims=ANY_SHAPE)
 NUMERIC_TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
                             dtypes=NUMERIC_DTYPES, differentiable=True,
-                            description="ground truth; integers promoted")
+                            description="ground truth; integers promoted", dims=ANY_SHAPE)
+COUNTS = replace(NUMERIC_TARGET, values=NON_NEGATIVE,
+                 description="observed counts, >= 0 (not checked, as in torch); integers "
+                             "promoted")
 VAR = TensorSpec("var", "variance", "input's shape; or input's shape without its last dim; or "
                  "input's ndim with exactly one mismatching dim of size 1", differentiable=True,
-                 description="non-negative variances (clamped to eps)")
+                 description="positive variances (0 is accepted and clamped to eps)",
+                 dims=ANY_SHAPE, values=Values(low=0, low_open=True))
 
 
 def _grads(upstream: np.ndarray, local: Callable[..., tuple[np.ndarray, ...]],
@@ -579,7 +591,7 @@ def _eps_option(default: float, what: str) -> OptionSpec:
     return OptionSpec("eps", float, default, what, minimum=0.0)
 
 
-register(LossSpec("poisson_nll", poisson_nll_loss, (NUMERIC_INPUT, NUMERIC_TARGET),
+register(LossSpec("poisson_nll", poisson_nll_loss, (NUMERIC_INPUT, COUNTS),
                   (REDUCTION,
                    OptionSpec("log_input", bool, True, "input is the log of the rate"),
                    OptionSpec("full", bool, False, "add the Stirling term where target > 1"),
@@ -600,7 +612,9 @@ _register_pair("mape", mape_loss, mape_loss_grad, (REAL_INPUT, TARGET),
                (_eps_option(1e-7, "lower bound of |target| in the denominator (Keras "
                                   "backend.epsilon())"),),
                torch="none (keras.losses.MeanAbsolutePercentageError; elementwise)")
-_register_pair("msle", msle_loss, msle_loss_grad, (REAL_INPUT, TARGET),
+# what MSLE is meant for; a negative value is accepted and counts as eps
+_register_pair("msle", msle_loss, msle_loss_grad,
+               (replace(REAL_INPUT, values=NON_NEGATIVE), replace(TARGET, values=NON_NEGATIVE)),
                (_eps_option(1e-7, "input and target are clipped to at least eps before the "
                                   "log (Keras backend.epsilon())"),),
                torch="none (keras.losses.MeanSquaredLogarithmicError; elementwise)")

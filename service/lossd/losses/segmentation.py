@@ -42,7 +42,17 @@ import numpy as np
 
 from ._checks import check_index_range, check_min_ndim, check_shape, fail, shape_str
 from ._reduce import Terms
-from ._spec import FLOAT_DTYPES, Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (
+    ANY,
+    FLOAT_DTYPES,
+    PROBABILITY,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    reduction_option,
+    register,
+)
 
 FAMILY = "segmentation"
 ACTIVATIONS = ("none", "sigmoid", "softmax")
@@ -257,12 +267,15 @@ def _check(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
 REDUCTION = reduction_option()
 INPUT = TensorSpec("input", "input", "(N, C, *spatial)", differentiable=True, batch_ndim=2,
                    description="probabilities, or scores for the chosen activation; "
-                               "classes on axis 1")
+                               "classes on axis 1",
+                   dims=(("N", "C", "H", "W"), ("N", "C", ANY)), values=PROBABILITY)
 TARGET = TensorSpec("target", "target", "(N, C, *spatial) masks or (N, *spatial) indices",
                     kind=Kind.REAL, dtypes=FLOAT_DTYPES + ("int64", "uint8", "bool"),
                     differentiable=True,
                     description="per-class masks with input's shape (float ones get a "
-                                "gradient), or class indices (int64/uint8)")
+                                "gradient), or class indices (int64/uint8) in [0, C)",
+                    dims=(("N", "C", "H", "W"), ("N", "H", "W"), ("N", "C", ANY), ("N", ANY)),
+                    values=PROBABILITY)
 OPTIONS = (
     OptionSpec("activation", str, "none", "applied to input first: none (probabilities), "
                "sigmoid, or softmax over the class axis", choices=ACTIVATIONS),

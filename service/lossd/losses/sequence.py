@@ -19,7 +19,16 @@ import numpy as np
 
 from ._checks import check_index_range, check_ndim, check_shape, fail, shape_str
 from ._reduce import Terms
-from ._spec import Kind, LossSpec, OptionSpec, TensorSpec, reduction_option, register
+from ._spec import (
+    LOG_PROBABILITY,
+    Kind,
+    LossSpec,
+    OptionSpec,
+    TensorSpec,
+    Values,
+    reduction_option,
+    register,
+)
 
 FAMILY = "sequence"
 
@@ -281,17 +290,22 @@ register(LossSpec(
     "ctc", ctc_loss,
     (TensorSpec("log_probs", "input", "(T, N, C) or (T, C)", dtypes=("float32", "float64"),
                 differentiable=True, batch_axis=1, batch_ndim=3,
-                description="log-probabilities over C classes (blank included) per time step"),
+                description="log-probabilities over C classes (blank included) per time step",
+                dims=(("T", "N", "C"), ("T", "C")), values=LOG_PROBABILITY),
      TensorSpec("targets", "target",
                 "(N, S) padded, (sum(target_lengths),) concatenated, or (S,) unbatched",
                 kind=Kind.INDEX, batch_axis=0, batch_ndim=2,
-                description="target label sequences; padding past a target length is ignored"),
+                description="target label sequences, classes other than the blank; padding "
+                            "past a target length is ignored",
+                dims=(("N", "S"), ("S",)), values=Values(1, "C", high_open=True, integer=True)),
      TensorSpec("input_lengths", "lengths", "(N,) or ()", kind=Kind.INDEX,
                 dtypes=LENGTH_DTYPES, batch_axis=0, batch_ndim=1,
-                description="number of time steps used per sample, each <= T"),
+                description="number of time steps used per sample, each <= T",
+                dims=(("N",), ()), values=Values(1, "T", integer=True)),
      TensorSpec("target_lengths", "lengths", "(N,) or ()", kind=Kind.INDEX,
                 dtypes=LENGTH_DTYPES, batch_axis=0, batch_ndim=1,
-                description="target length per sample (<= S in the padded form)")),
+                description="target length per sample (<= S in the padded form)",
+                dims=(("N",), ()), values=Values(0, "S", integer=True))),
     (reduction_option(),
      OptionSpec("blank", int, 0, "class index of the blank label", minimum=0),
      OptionSpec("zero_infinity", bool, False,
