@@ -28,9 +28,10 @@ import uvloop
 from lossd._malloc import tune_malloc
 from lossd._proto.inference import grpc_predict_v2_pb2 as v2
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
-from lossd.api.codec import NUMPY_DTYPES
-from lossd.api.grpc_native import DTYPE_NAMES, server_options
+from lossd.api.rpc.server import server_options
+from lossd.api.rpc.tensors import DTYPE_NAMES
 from lossd.api.v2 import DATATYPES
+from lossd.codec import NUMPY_DTYPES
 from lossd.settings import Settings
 
 # what lossd answers for a reduced float32 loss: the floor answers the same size

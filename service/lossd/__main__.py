@@ -28,10 +28,8 @@ import uvicorn
 
 from ._malloc import tune_malloc
 from .api import tls
-from .api.grpc_native import create_grpc_server
-from .api.grpc_runs import run_service
 from .api.rest import create_app
-from .api.rest_evaluation import add_evaluation_routes
+from .api.rpc import create_grpc_server
 from .engine import Engine
 from .metrics import Metrics
 from .runs import RunManager
@@ -83,15 +81,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     engine = Engine(settings, Metrics())
     await engine.start()
     runs = RunManager(settings, engine)
-    app = create_app(settings, engine, extensions=[
-        lambda fastapi: add_evaluation_routes(fastapi, settings, engine, runs)])
+    app = create_app(settings, engine, runs)
     sock = bind(settings.host, settings.http_port, settings.workers > 1)
     http = _HttpServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                       http="httptools", timeout_keep_alive=30,
                                       limit_concurrency=None, server_header=False,
                                       **tls.uvicorn_options(settings),
                                       headers=[("X-Lossd-Pid", str(os.getpid()))]))
-    grpc_server = create_grpc_server(settings, engine, extra_services=[run_service(runs)])
+    grpc_server = create_grpc_server(settings, engine, runs)
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
 

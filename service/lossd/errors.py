@@ -1,8 +1,8 @@
 """One exception tree for the whole service.
 
 Every error lossd raises on purpose is a :class:`LossdError` with a transport-neutral
-:class:`ErrorCode`. Each transport maps the code once (REST: ``HTTP_STATUS``; gRPC: the
-frontend's own table); anything else that escapes is a bug and becomes ``INTERNAL``.
+:class:`ErrorCode`. Each transport maps the code once, in its guard (``api/rest/guard.py``,
+``api/rpc/guard.py``); anything else that escapes is a bug and becomes :class:`InternalError`.
 
     LossdError
     ├── InvalidArgument     bad shape, dtype, option or value         400 / INVALID_ARGUMENT
@@ -12,7 +12,8 @@ frontend's own table); anything else that escapes is a bug and becomes ``INTERNA
     ├── PayloadTooLarge     over a size limit                         413 / RESOURCE_EXHAUSTED
     ├── Unavailable         queue full, draining                      503 / UNAVAILABLE
     ├── DeadlineExceeded    expired before compute                    504 / DEADLINE_EXCEEDED
-    └── Unauthenticated     auth on and token missing or wrong        401 / UNAUTHENTICATED
+    ├── Unauthenticated     auth on and token missing or wrong        401 / UNAUTHENTICATED
+    └── InternalError       a bug (logged with its traceback)         500 / INTERNAL
 """
 
 from __future__ import annotations
@@ -29,18 +30,6 @@ class ErrorCode(str, Enum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL = "INTERNAL"
-
-
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_ARGUMENT: 400,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.FAILED_PRECONDITION: 409,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.INTERNAL: 500,
-}
 
 
 class LossdError(Exception):
@@ -92,3 +81,12 @@ class DeadlineExceeded(LossdError):
 
 class Unauthenticated(LossdError):
     code = ErrorCode.UNAUTHENTICATED
+
+
+class InternalError(LossdError):
+    """A bug: answered without details (the traceback is logged where it was caught)."""
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, message: str = "internal error; the incident is logged") -> None:
+        super().__init__(message)

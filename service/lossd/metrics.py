@@ -14,10 +14,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import Collector
 
+from .losses import REGISTRY
+
 # sub-millisecond resolution: a small loss answers in tens of microseconds
 LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
                    50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# the ``loss`` label is a registered loss or one of these words (bounded cardinality)
+FIXED_LABELS = frozenset({"batch", "runs", "unknown"})
 
 
 class MultiProcessRegistry(CollectorRegistry):
@@ -68,12 +72,17 @@ class Metrics:
         self._answered: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def answered(self, loss: str, protocol: str, code: str, seconds: float) -> None:
-        """Count one answered request and its duration. ``loss`` must be a bounded label (a
-        registered loss or a fixed word such as "unknown"): the labelled children are cached
-        per (loss, protocol, code), which saves their lookup on every request."""
+        """Count one answered request and its duration.
+
+        ``loss`` is counted under its name when it is a registered loss or one of
+        :data:`FIXED_LABELS`, else as "unknown". The labelled children are cached per
+        (loss, protocol, code), which saves their lookup on every request.
+        """
         key = (loss, protocol, code)
         children = self._answered.get(key)
         if children is None:
+            if loss not in REGISTRY and loss not in FIXED_LABELS:
+                return self.answered("unknown", protocol, code, seconds)
             children = self._answered[key] = (self.requests.labels(loss, protocol, code),
                                               self.request_seconds.labels(protocol))
         children[0].inc()

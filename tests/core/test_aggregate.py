@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from lossd.errors import InvalidArgument
-from lossd.losses import REGISTRY, compute, evaluate, prepare
-from lossd.losses._aggregate import Aggregate, Stats, exact_sum, signature
-from lossd.losses._batch import batch_axes
+from lossd.losses import (
+    REGISTRY,
+    Aggregate,
+    Stats,
+    batch_axes,
+    compute,
+    evaluate,
+    prepare,
+    signature,
+)
+from lossd.losses._stats import exact_sum
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
 

@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossd.losses import backward, compute, evaluate, prepare, reduce
-from lossd.losses._batch import batch_axes, concat, split_grads, split_terms
+from lossd.losses import (
+    backward,
+    batch_axes,
+    compute,
+    concat,
+    evaluate,
+    prepare,
+    reduce,
+    split_grads,
+    split_terms,
+)
 from tests.reference import all_cases
 from tests.reference.compare import assert_close
 

@@ -13,7 +13,7 @@ import orjson
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from lossd.api import codec
+from lossd import codec
 from lossd.errors import InvalidArgument, PayloadTooLarge
 
 LIMITS = codec.Limits(max_tensor_elements=4096, max_ndim=6)

@@ -28,8 +28,7 @@ from lossd.client import (
     grpc_request,
     grpc_tensor,
 )
-from lossd.losses import REGISTRY, compute, prepare
-from lossd.losses._batch import batch_axes
+from lossd.losses import REGISTRY, batch_axes, compute, prepare
 from tests.core.test_aggregate import DATASET_RTOL, PER_CALL_LABELS, split
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close

@@ -13,8 +13,7 @@ import numpy as np
 
 from lossd.client import AsyncClient, AsyncGrpcClient, LossdClientError, LossResult
 from lossd.errors import InvalidArgument
-from lossd.losses import REGISTRY, compute, prepare
-from lossd.losses._batch import batch_axes
+from lossd.losses import REGISTRY, batch_axes, compute, prepare
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
 

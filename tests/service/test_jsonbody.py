@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lossd.api import codec, jsonbody
+from lossd import codec
+from lossd.api.rest import jsonbody
 from lossd.errors import InvalidArgument, MalformedRequest
 
 DEPTH = 32

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lossd.api import jsonbody, jsonstream
+from lossd.api.rest import jsonbody, jsonstream
 
 from .test_jsonbody import BODIES, DEPTH, SCALE, TRICKY, _layout, _outcome, tensor
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lossd.api.limits import json_depth_exceeds
+from lossd.api.rest.depth import json_depth_exceeds
 from lossd.client import GrpcClient, LossdClientError
 
 from .slow import SMALL_MSE

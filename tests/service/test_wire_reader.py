@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from lossd._proto.inference import grpc_predict_v2_pb2 as v2pb
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
-from lossd.api import wire
+from lossd.api.rpc import wire
 from lossd.client import GrpcClient
 from lossd.errors import MalformedRequest
 from lossd.losses import compute

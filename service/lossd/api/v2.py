@@ -17,26 +17,22 @@ results are typed as torch types them (float32 in, float32 out; all-BF16 floats 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
+from .. import codec
+from ..calls import Call, CallBuilder
 from ..errors import InvalidArgument, MalformedRequest, NotFound
 from ..losses import Form, LossSpec, Result, TensorSpec, get_spec
-from ..settings import Settings
-from . import codec
 
 VERSION = "1"
 PLATFORM = "lossd"
 EXTENSIONS = ("binary_tensor_data", "parameters")
-DATATYPES: dict[str, str] = {
-    "BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-    "INT64": "int64", "FP16": "float16", "BF16": codec.BFLOAT16, "FP32": "float32",
-    "FP64": "float64",
-}
-V2_DATATYPES: dict[str, str] = {wire: v2 for v2, wire in DATATYPES.items()}
+V2_DATATYPES = codec.V2_DATATYPES  # wire dtype -> V2 datatype
+DATATYPES: dict[str, str] = {v2: wire for wire, v2 in V2_DATATYPES.items()}  # and back
 _BY_NUMPY_DTYPE = {np.dtype(wire): v2 for wire, v2 in V2_DATATYPES.items()
                    if wire != codec.BFLOAT16}  # dtype.name is a slow property
 GRAD = "grad"
@@ -101,11 +97,12 @@ def output_names(spec: LossSpec) -> list[str]:
 # --- requests ----------------------------------------------------------------------------------
 
 def wire_dtype(datatype: Any, field: str) -> str:
+    """The codec's dtype of a V2 datatype (``FP32`` -> ``float32``)."""
     try:
         return DATATYPES[datatype]
     except (KeyError, TypeError):
         raise InvalidArgument(f"{field}: datatype must be one of {', '.join(DATATYPES)}; "
-                              f"got {datatype!r}"[:300], field=field) from None
+                              f"got {str(datatype)[:64]!r}", field=field) from None
 
 
 def flatten(data: Any, field: str) -> list[Any]:
@@ -119,82 +116,80 @@ def flatten(data: Any, field: str) -> list[Any]:
     return data
 
 
-@dataclass
-class InferCall:
-    """One decoded V2 inference request, on its way to the engine and back."""
+def builder(name: str, version: str | None, limits: codec.Limits) -> CallBuilder:
+    """A :class:`CallBuilder` for model ``name`` (NotFound for unknown models and versions)."""
+    model(name, version)
+    return CallBuilder(name, limits)
 
-    spec: LossSpec
-    settings: Settings
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    bfloat16: set[str] = field(default_factory=set)
-    options: dict[str, Any] = field(default_factory=dict)
-    grad: bool = False
-    timeout: float | None = None
+
+def add_input(call: CallBuilder, name: Any, datatype: Any, shape: Any, *,
+              raw: bytes | memoryview | None = None, values: Sequence[Any] | None = None
+              ) -> None:
+    """Decode one input tensor from raw little-endian bytes or a flat list of values."""
+    if not isinstance(name, str) or not name:
+        raise MalformedRequest("inputs: every input needs a name", field="inputs")
+    where = f"inputs.{name[:64]}"
+    call.check_count(len(call.arrays) + 1)
+    dtype = wire_dtype(datatype, f"{where}.datatype")
+    if raw is not None:
+        array = codec.from_bytes(dtype, shape, raw, where, call.limits)
+    else:
+        array = codec.from_values(dtype, shape, values if values is not None else [], where,
+                                  call.limits)
+    call.add_tensor(name, array, field=where, bfloat16=dtype == codec.BFLOAT16,
+                    encoding=codec.Encoding.RAW)
+
+
+def set_parameters(call: CallBuilder, parameters: Mapping[str, Any]) -> None:
+    """Request parameters: ``grad`` and ``timeout`` for lossd, the rest are loss options."""
+    for key, value in parameters.items():
+        if key == GRAD:
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"parameters.{GRAD}: expected true or false; got "
+                                      f"{value!r}"[:200], field=f"parameters.{GRAD}")
+            call.grad = call.grad or value
+        elif key == TIMEOUT:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+                raise InvalidArgument(f"parameters.{TIMEOUT}: expected microseconds > 0; "
+                                      f"got {value!r}"[:200], field=f"parameters.{TIMEOUT}")
+            call.timeout = earliest(call.timeout, value / 1e6)
+        else:
+            call.options[key] = value
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The soonest of the given timeouts (``None``: none given)."""
+    given = [t for t in deadlines if t is not None]
+    return min(given) if given else None
+
+
+@dataclass
+class Outputs:
+    """Which outputs a request asked for (``None``: every one it produced, in model order)."""
+
     requested: list[str] | None = None
 
-    def add_input(self, name: Any, datatype: Any, shape: Any, *,
-                  raw: bytes | memoryview | None = None, values: Sequence[Any] | None = None
-                  ) -> None:
-        """Decode one input tensor from raw little-endian bytes or a flat list of values."""
-        if not isinstance(name, str) or not name:
-            raise MalformedRequest("inputs: every input needs a name", field="inputs")
-        where = f"inputs.{name}"
-        if name in self.arrays:
-            raise InvalidArgument(f"{where}: input given twice", field=where)
-        if len(self.arrays) >= self.settings.max_tensors:
-            raise InvalidArgument(f"inputs: at most {self.settings.max_tensors} tensors",
-                                  field="inputs")
-        dtype = wire_dtype(datatype, f"{where}.datatype")
-        if raw is not None:
-            array = codec.from_bytes(dtype, shape, raw, where, codec.Limits.of(self.settings))
-        else:
-            array = codec.from_values(dtype, shape, values if values is not None else [], where,
-                                      codec.Limits.of(self.settings))
-        self.arrays[name] = array
-        if dtype == codec.BFLOAT16:
-            self.bfloat16.add(name)
-
-    def set_parameters(self, parameters: Mapping[str, Any]) -> None:
-        """Request parameters: ``grad`` and ``timeout`` for lossd, the rest are loss options."""
-        for key, value in parameters.items():
-            if key == GRAD:
-                if not isinstance(value, bool):
-                    raise InvalidArgument(f"parameters.{GRAD}: expected true or false; got "
-                                          f"{value!r}"[:200], field=f"parameters.{GRAD}")
-                self.grad = self.grad or value
-            elif key == TIMEOUT:
-                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                    raise InvalidArgument(f"parameters.{TIMEOUT}: expected microseconds > 0; "
-                                          f"got {value!r}"[:200], field=f"parameters.{TIMEOUT}")
-                self.timeout = value / 1e6
-            else:
-                self.options[key] = value
-
-    def request_outputs(self, names: Sequence[Any]) -> None:
+    @classmethod
+    def ask(cls, call: CallBuilder, names: Sequence[Any]) -> Outputs:
         """Only these outputs, in this order (a ``grad_*`` output implies ``grad``)."""
-        known = output_names(self.spec)
+        known = output_names(call.spec)
         for name in names:
             if name not in known:
-                raise InvalidArgument(f"outputs: unknown output {name!r}; model "
-                                      f"{self.spec.name!r} has {', '.join(known)}"[:300],
+                raise InvalidArgument(f"outputs: unknown output {str(name)[:64]!r}; model "
+                                      f"{call.spec.name!r} has {', '.join(known)}"[:300],
                                       field="outputs")
-        self.requested = list(dict.fromkeys(names))
-        self.grad = self.grad or any(n != LOSS_OUTPUT for n in self.requested)
+        requested = list(dict.fromkeys(names))
+        call.grad = call.grad or any(n != LOSS_OUTPUT for n in requested)
+        return cls(requested)
 
-    def deadline(self, transport: float | None) -> float | None:
-        """The sooner of the ``timeout`` parameter and the transport's own deadline."""
-        given = [t for t in (self.timeout, transport) if t is not None]
-        return min(given) if given else None
-
-    def outputs(self, result: Result) -> list[tuple[str, np.ndarray, bool]]:
+    def of(self, call: Call, result: Result) -> list[tuple[str, np.ndarray, bool]]:
         """(name, array, is bfloat16) per output, in the requested (or the default) order."""
         produced: dict[str, tuple[np.ndarray, bool]] = {
-            LOSS_OUTPUT: (result.loss, bool(self.bfloat16)
-                          and codec.bfloat16_result(self.arrays, self.bfloat16))}
+            LOSS_OUTPUT: (result.loss, call.loss_bfloat16)}
         for name, g in result.grads.items():
-            produced[GRAD_PREFIX + name] = (g, name in self.bfloat16)
+            produced[GRAD_PREFIX + name] = (g, name in call.bfloat16)
         names = self.requested if self.requested is not None else [
-            n for n in output_names(self.spec) if n in produced]
+            n for n in output_names(call.spec) if n in produced]
         missing = [n for n in names if n not in produced]
         if missing:
             tensor = missing[0][len(GRAD_PREFIX):]
@@ -205,5 +200,5 @@ class InferCall:
 
 
 def datatype_of(array: np.ndarray, bfloat16: bool) -> str:
+    """The V2 datatype of an output array (``BF16`` when it answers a bfloat16 request)."""
     return "BF16" if bfloat16 else _BY_NUMPY_DTYPE[array.dtype]
-

@@ -1,5 +1,5 @@
 """The batching engine between the frontends and the compute core."""
 
-from .batcher import Engine, InternalError
+from .batcher import Engine
 
-__all__ = ["Engine", "InternalError"]
+__all__ = ["Engine"]

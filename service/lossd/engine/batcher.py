@@ -28,19 +28,30 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeadlineExceeded, LossdError, Unavailable
-from ..losses import Prepared, Result, Terms, backward, evaluate, finish, prepare, reduce
-from ..losses._aggregate import Stats
-from ..losses._batch import batch_axes, batch_key, batch_size, concat, split_grads, split_terms
+from ..calls import Call
+from ..errors import DeadlineExceeded, InternalError, Unavailable
+from ..losses import (
+    Prepared,
+    Result,
+    Stats,
+    Terms,
+    backward,
+    batch_axes,
+    batch_key,
+    batch_size,
+    concat,
+    evaluate,
+    finish,
+    prepare,
+    reduce,
+    split_grads,
+    split_terms,
+)
 from ..metrics import Metrics
 from ..settings import Settings
 
 log = logging.getLogger("lossd.engine")
 RATE_MIN_ELEMENTS = 4096  # smaller batches are mostly per-call overhead: they teach no rate
-
-
-class InternalError(LossdError):
-    """A bug surfaced during compute (logged with its traceback)."""
 
 
 @dataclass(eq=False)
@@ -134,6 +145,11 @@ class Engine:
                       timeout: float | None = None) -> Result:
         return await self.submit(self.prepare(loss, arrays, options), grad=grad,
                                  timeout=timeout)
+
+    async def run(self, call: Call) -> Result:
+        """Compute a frontend's decoded :class:`~lossd.calls.Call`."""
+        return await self.submit(prepare(call.loss, call.arrays, call.options), grad=call.grad,
+                                 timeout=call.timeout)
 
     async def submit(self, call: Prepared, *, grad: bool = False,
                      timeout: float | None = None, stats: bool = False) -> Result:

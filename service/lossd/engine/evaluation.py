@@ -2,7 +2,7 @@
 
 :class:`StreamEvaluation` is the state of one stream (gRPC ``ComputeStream``, REST
 ``POST /v1/losses/{name}/stream``): each batch is validated, checked against the first
-batch's :class:`~lossd.losses._aggregate.Signature` (loss, options, dtypes, per-sample
+batch's :class:`~lossd.losses.Signature` (loss, options, dtypes, per-sample
 shapes), computed by the batching engine like any request, and its sufficient statistics kept;
 :meth:`StreamEvaluation.result` is the loss of the whole stream, equal to one call on the
 concatenated batches. A batch that fails (bad input, mismatch, queue full) is not counted.
@@ -10,14 +10,9 @@ concatenated batches. A batch that fails (bad input, mismatch, queue full) is no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
-
+from ..calls import Call
 from ..errors import InvalidArgument
-from ..losses import Result
-from ..losses._aggregate import Aggregate, Signature, Stats, signature
+from ..losses import Aggregate, Result, Signature, Stats, signature
 from .batcher import Engine
 
 
@@ -32,11 +27,9 @@ class StreamEvaluation:
         self.signature: Signature | None = None
         self.parts: list[Stats] = []
 
-    async def add(self, loss: str, arrays: Mapping[str, np.ndarray],
-                  options: Mapping[str, Any] | None = None, *, grad: bool = False,
-                  timeout: float | None = None) -> Result:
+    async def add(self, request: Call) -> Result:
         """Compute one batch and count it; raises (and counts nothing) on any error."""
-        call = self.engine.prepare(loss, arrays, options)
+        call = self.engine.prepare(request.loss, request.arrays, request.options)
         mine = signature(call)
         if self.signature is None:
             self.signature = mine
@@ -47,7 +40,8 @@ class StreamEvaluation:
                 f"inputs: every batch of a stream must share the first one's loss, options, "
                 f"dtypes and per-sample shapes; expected {self.signature.text}; got {mine.text}",
                 field="inputs")
-        result = await self.engine.submit(call, grad=grad, timeout=timeout, stats=True)
+        result = await self.engine.submit(call, grad=request.grad, timeout=request.timeout,
+                                          stats=True)
         assert result.stats is not None
         self.parts.append(result.stats)
         return result

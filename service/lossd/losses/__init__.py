@@ -5,28 +5,35 @@ Import surface:
     compute()           validate + compute + reduce (+ gradient) one call
     prepare/evaluate/backward/finish    the same in steps, for the batching engine
     Terms, reduce, cotangent            per-sample values and their reduction
+    batch_* / concat / split_*          what the batching engine shares between calls
+    Stats, Aggregate, signature         dataset-level losses from per-batch statistics
 """
 
 from __future__ import annotations
 
 from . import boxes, classification, margin, regression, segmentation, sequence  # noqa: F401
+from ._aggregate import Aggregate, Signature, dataset_reduction, signature
+from ._batch import batch_axes, batch_key, batch_size, concat, split_grads, split_terms
 from ._compute import (
-                       Prepared,
-                       Result,
-                       backward,
-                       compute,
-                       evaluate,
-                       finish,
-                       get_spec,
-                       gradients,
-                       prepare,
+    Prepared,
+    Result,
+    backward,
+    compute,
+    evaluate,
+    finish,
+    get_spec,
+    gradients,
+    option_value,
+    prepare,
 )
 from ._reduce import Reduction, Terms, cotangent, reduce, weights_cotangent
 from ._spec import ANY, REGISTRY, Dim, Form, Kind, LossSpec, OptionSpec, TensorSpec, Values
+from ._stats import Stats
 
 __all__ = [
-    "ANY", "REGISTRY", "Dim", "Form", "Kind", "LossSpec", "OptionSpec", "Prepared", "Reduction",
-    "Result", "TensorSpec", "Values", "backward",
-    "Terms", "compute", "cotangent", "evaluate", "finish", "get_spec", "gradients", "prepare",
-    "reduce", "weights_cotangent",
+    "ANY", "REGISTRY", "Aggregate", "Dim", "Form", "Kind", "LossSpec", "OptionSpec", "Prepared",
+    "Reduction", "Result", "Signature", "Stats", "TensorSpec", "Terms", "Values", "backward",
+    "batch_axes", "batch_key", "batch_size", "compute", "concat", "cotangent", "dataset_reduction",
+    "evaluate", "finish", "get_spec", "gradients", "option_value", "prepare", "reduce",
+    "signature", "split_grads", "split_terms", "weights_cotangent",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +18,7 @@ from ..errors import InvalidArgument, NotFound
 from ._checks import fail
 from ._reduce import Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
-
-if TYPE_CHECKING:
-    from ._aggregate import Stats
-
+from ._stats import Stats
 
 FLOAT16, FLOAT32 = np.dtype(np.float16), np.dtype(np.float32)
 
@@ -59,7 +56,7 @@ def get_spec(name: str) -> LossSpec:
                        field="loss") from None
 
 
-def _option_value(option: OptionSpec, value: Any) -> Any:
+def option_value(option: OptionSpec, value: Any) -> Any:
     """Check one option's type and bounds; returns the value in its Python type."""
     name = option.name
     if value is None:
@@ -133,7 +130,7 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
         if key not in known:
             raise InvalidArgument(f"{key}: unknown option for loss {name!r}; expected one of "
                                   f"{', '.join(known)}", field=f"options.{key}")
-        opts[key] = _option_value(known[key], value)
+        opts[key] = option_value(known[key], value)
     reduction = opts.pop("reduction")
 
     if spec.check is not None:

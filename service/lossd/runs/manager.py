@@ -34,12 +34,10 @@ import numpy as np
 import orjson
 from prometheus_client import Counter as PromCounter
 
-from ..api import codec
+from .. import codec
 from ..engine import Engine
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..losses import get_spec
-from ..losses._aggregate import Aggregate, Signature, signature
-from ..losses._compute import _option_value
+from ..losses import Aggregate, Signature, get_spec, option_value, signature
 from ..settings import Settings
 from .store import (
     FINISHED,
@@ -210,7 +208,7 @@ class RunManager:
                 raise InvalidArgument(f"options.{key}: unknown option for loss {loss!r}; "
                                       f"expected one of {', '.join(known)}",
                                       field=f"options.{key}")
-            options[key] = _option_value(known[key], value)
+            options[key] = option_value(known[key], value)
         reduction = options.get("reduction", known["reduction"].default)
         if reduction not in DATASET_REDUCTIONS:
             raise InvalidArgument(f"options.reduction: a run reduces a dataset; expected one of "

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..losses._aggregate import Signature
+from ..losses import Signature
 from .store import (
     FINISHED,
     OPEN,

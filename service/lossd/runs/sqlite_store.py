@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ..losses._aggregate import Signature
+from ..losses import Signature
 from .store import (
     FINISHED,
     OPEN,

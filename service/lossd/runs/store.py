@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from ..losses._aggregate import Signature, Stats
+from ..losses import Signature, Stats
 
 OPEN, FINISHED = "open", "finished"
 

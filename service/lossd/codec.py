@@ -1,8 +1,10 @@
-"""One codec for every frontend: wire tensors <-> NumPy arrays.
+"""The one codec: wire tensors <-> NumPy arrays, for every frontend and the run store.
 
-Wire dtypes are torch's names. ``bfloat16`` has no NumPy dtype: it is widened to float32 on the
-way in (exact: a bfloat16 is the top half of a float32) and rounded back to nearest-even on the
-way out, so a bfloat16 caller gets bfloat16 back, as from torch.
+Wire dtypes are torch's names; :data:`V2_DATATYPES` gives each its Open Inference Protocol name
+(``float32`` <-> ``FP32``) and the gRPC enum ``lossd.v1.DType`` spells them in capitals.
+``bfloat16`` has no NumPy dtype: it is widened to float32 on the way in (exact: a bfloat16 is
+the top half of a float32) and rounded back to nearest-even on the way out, so a bfloat16
+caller gets bfloat16 back, as from torch.
 
 JSON tensors come in three encodings, and answers use the one the request used for ``input``:
     nested list                      [[0.1, 0.2], [0.3, "NaN"]]
@@ -19,14 +21,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, SupportsBytes
+from typing import TYPE_CHECKING, Any, SupportsBytes
 
 import numpy as np
-import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
 
-from ..errors import InvalidArgument, PayloadTooLarge
-from ..losses import Kind, TensorSpec
-from ..settings import Settings
+from .errors import InvalidArgument, PayloadTooLarge
+from .losses import Kind, TensorSpec
+
+try:  # SIMD base64, ~30x faster than the standard library (a server dependency)
+    import pybase64 as base64
+except ImportError:  # pragma: no cover - the client without the server extra
+    import base64  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 BFLOAT16 = "bfloat16"
 NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -34,6 +42,11 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
         "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 }
 WIRE_DTYPES = (*NUMPY_DTYPES, BFLOAT16)
+V2_DATATYPES: dict[str, str] = {
+    "bool": "BOOL", "uint8": "UINT8", "int8": "INT8", "int16": "INT16", "int32": "INT32",
+    "int64": "INT64", "float16": "FP16", BFLOAT16: "BF16", "float32": "FP32",
+    "float64": "FP64",
+}
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -46,26 +59,29 @@ class Encoding(str, Enum):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may carry: tensors, elements per tensor, dimensions per tensor."""
+
     max_tensor_elements: int
     max_ndim: int
+    max_tensors: int = 16
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return _limits(settings.max_tensor_elements, settings.max_ndim)
+        return _limits(settings.max_tensor_elements, settings.max_ndim, settings.max_tensors)
 
 
 @functools.lru_cache(maxsize=16)
-def _limits(max_tensor_elements: int, max_ndim: int) -> Limits:
+def _limits(max_tensor_elements: int, max_ndim: int, max_tensors: int) -> Limits:
     """One ``Limits`` per configuration (built on every request otherwise)."""
-    return Limits(max_tensor_elements, max_ndim)
+    return Limits(max_tensor_elements, max_ndim, max_tensors)
 
 
 @dataclass(frozen=True, repr=False)
 class Base64Bytes:
     """A JSON ``b64`` string already decoded by :func:`decode_b64`: ``raw`` is its bytes,
     ``text`` its characters (strict base64, so ASCII with no quote), kept for messages that
-    show the value. Made by :mod:`lossd.api.jsonbody`, which cuts ``b64`` strings out of
-    large bodies before parsing, and :mod:`lossd.api.jsonstream`, which decodes them as the
+    show the value. Made by :mod:`lossd.api.rest.jsonbody`, which cuts ``b64`` strings out of
+    large bodies before parsing, and :mod:`lossd.api.rest.jsonstream`, which decodes them as the
     body streams in; :func:`from_json` takes it as it takes the string."""
 
     raw: bytes | memoryview

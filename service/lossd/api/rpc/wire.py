@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from ..errors import MalformedRequest
+from ...errors import MalformedRequest
 
 SLICE_FROM = 256 * 1024
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5

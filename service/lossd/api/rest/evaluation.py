@@ -17,25 +17,23 @@ Decoding, the engine and the run manager do the work; this module only translate
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, Path, Request, Response
 
-from ..engine import Engine
-from ..engine.evaluation import StreamEvaluation
-from ..errors import ErrorCode, LossdError, MalformedRequest, PayloadTooLarge
-from ..losses import REGISTRY, get_spec
-from ..losses._aggregate import Aggregate
-from ..runs import RunManager, RunView
-from ..settings import Settings
-from . import codec, schema
-from .rest import ComputeCall, _timeout, error_response, json_response, parse_json, read_json
+from ... import codec
+from ...engine import Engine
+from ...engine.evaluation import StreamEvaluation
+from ...errors import LossdError, MalformedRequest
+from ...losses import REGISTRY, Aggregate, get_spec
+from ...runs import RunManager, RunView
+from ...settings import Settings
+from .. import schema
+from .body import ndjson_lines, parse_json, read_json, request_timeout
+from .guard import Guard, json_response
+from .native import decode_call, encode_answer
 
-log = logging.getLogger("lossd.rest")
 NDJSON = "application/x-ndjson"
 
 RunId = Annotated[str, Path(description="the run's id", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -106,65 +104,27 @@ def run_json(run: RunView) -> dict[str, Any]:
             "workers": run.workers}
 
 
-async def ndjson_lines(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """Non-empty lines of the body as they arrive; one line may be at most ``limit`` bytes."""
-    pending = bytearray()
-    async for chunk in request.stream():
-        start = len(pending)
-        pending += chunk
-        while (cut := pending.find(b"\n", start)) >= 0:
-            line = bytes(pending[:cut])
-            del pending[:cut + 1]
-            start = 0
-            if line.strip():
-                yield line
-        if len(pending) > limit:
-            raise PayloadTooLarge(f"body: a line is at most {limit} bytes", field="body")
-    if bytes(pending).strip():
-        yield bytes(pending)
-
-
-def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
-                          runs: RunManager) -> None:
-    """Add the stream and run routes to ``app`` (``create_app``'s)."""
-    metrics = engine.metrics
-
-    async def guarded(label: str, handler: Callable[[], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        code = ErrorCode.INTERNAL.value
-        try:
-            response = await handler()
-            code = "OK"
-            return response
-        except LossdError as error:
-            code = error.code.value
-            return error_response(error)
-        except Exception:
-            log.exception("%s failed", label)
-            return error_response(LossdError("internal error; the incident is logged"))
-        finally:
-            metrics.answered(label, "rest", code, time.perf_counter() - started)
-
-    async def body_of(request: Request) -> dict[str, Any]:
-        return await read_json(request, settings)
+def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs: RunManager,
+                          guard: Guard) -> None:
+    """Add the stream and run routes to ``app``."""
+    limits = codec.Limits.of(settings)
 
     @app.post("/v1/losses/{name}/stream", tags=["evaluation"], include_in_schema=False)
     async def stream(name: str, request: Request) -> Response:
         async def handle() -> Response:
             get_spec(name)
-            timeout = _timeout(request)
+            timeout = request_timeout(request)
             evaluation = StreamEvaluation(engine)
             results: list[dict[str, Any]] = []
             async for line in ndjson_lines(request, settings.max_body_bytes):
                 try:
-                    call = ComputeCall(name, parse_json(line, settings), settings)
-                    results.append(call.encode(await evaluation.add(
-                        call.loss, call.arrays, call.options, grad=call.grad, timeout=timeout)))
+                    call = decode_call(name, parse_json(line, settings), limits, timeout=timeout)
+                    results.append(encode_answer(call, await evaluation.add(call)))
                 except LossdError as error:
                     results.append({"error": error.to_dict()})
             return json_response({"results": results,
                                   "aggregate": aggregate_json(evaluation.result())})
-        return await guarded(name if name in REGISTRY else "unknown", handle)
+        return await guard(name, request, handle)
 
     @app.post("/v1/runs", tags=["evaluation"], summary="Create an evaluation run",
               status_code=201, responses={**_ok("the run", RUN_SCHEMA, 201), **RUN_ERRORS},
@@ -173,28 +133,28 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
                                                 "expected_batches": 100}))
     async def create_run(request: Request) -> Response:
         async def handle() -> Response:
-            body = await body_of(request)
+            body = await read_json(request, settings)
             unknown = sorted(set(body) - set(CREATE_BODY["properties"]))
             if unknown or not isinstance(body.get("loss"), str):
-                where = unknown[0] if unknown else "loss"
+                where = unknown[0][:64] if unknown else "loss"
                 raise MalformedRequest(f"{where}: expected loss (a name), options, "
                                        f"expected_batches, run_id", field=where)
-            call = ComputeCall(body["loss"], {"inputs": {}, "options": body.get("options", {})},
-                               settings)
+            call = decode_call(body["loss"], {"inputs": {}, "options": body.get("options", {})},
+                               limits)
             run = await runs.create(call.loss, call.options, call.arrays,
                                     expected_batches=body.get("expected_batches"),
                                     run_id=body.get("run_id"))
             return json_response(run_json(run), 201)
-        return await guarded("runs", handle)
+        return await guard("runs", request, handle)
 
     @app.get("/v1/runs/{run_id}", tags=["evaluation"], summary="A run and its aggregate",
              responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
-    async def get_run(run_id: RunId) -> Response:
+    async def get_run(run_id: RunId, request: Request) -> Response:
         async def handle() -> Response:
             return json_response(run_json(await runs.get(run_id)))
-        return await guarded("runs", handle)
+        return await guard("runs", request, handle)
 
-    @app.put("/v1/runs/{run_id}/batches/{batch_id}", tags=["evaluation"],
+    @app.put("/v1/runs/{run_id}/batches/{batch_id:path}", tags=["evaluation"],
              summary="Add a batch to a run (idempotent per batch id)",
              responses={**_ok("already counted (a retry)", {"type": "object"}),
                         **_ok("counted", {"type": "object", "properties": {
@@ -204,32 +164,33 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine,
                                               "worker": "worker-0"}))
     async def add_batch(run_id: RunId, batch_id: BatchId, request: Request) -> Response:
         async def handle() -> Response:
-            body = await body_of(request)
+            body = await read_json(request, settings)
             unknown = sorted(set(body) - set(BATCH_BODY["properties"]))
             if unknown:
-                raise MalformedRequest(f"{unknown[0]}: unknown field; expected inputs, worker",
-                                       field=unknown[0])
+                raise MalformedRequest(f"{unknown[0][:64]}: unknown field; expected inputs, "
+                                       f"worker", field=unknown[0][:64])
             definition = await runs.definition(run_id)
-            call = ComputeCall(definition.loss, {"inputs": body.get("inputs")}, settings)
+            call = decode_call(definition.loss, {"inputs": body.get("inputs")}, limits)
             answer = await runs.add(run_id, batch_id, call.arrays,
-                                    worker=body.get("worker", ""), timeout=_timeout(request))
+                                    worker=body.get("worker", ""),
+                                    timeout=request_timeout(request))
             return json_response({"counted": answer.counted, "batches": answer.batches},
                                  201 if answer.counted else 200)
-        return await guarded("runs", handle)
+        return await guard("runs", request, handle)
 
     @app.post("/v1/runs/{run_id}/finish", tags=["evaluation"],
               summary="Finish a run: no more batches; the aggregate stays readable",
               responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
-    async def finish_run(run_id: RunId) -> Response:
+    async def finish_run(run_id: RunId, request: Request) -> Response:
         async def handle() -> Response:
             return json_response(run_json(await runs.finish(run_id)))
-        return await guarded("runs", handle)
+        return await guard("runs", request, handle)
 
     @app.delete("/v1/runs/{run_id}", tags=["evaluation"], summary="Delete a run",
                 responses={**_ok("deleted", {"type": "object", "properties": {
                     "deleted": {"type": "string"}}}), **RUN_ERRORS})
-    async def delete_run(run_id: RunId) -> Response:
+    async def delete_run(run_id: RunId, request: Request) -> Response:
         async def handle() -> Response:
             await runs.delete(run_id)
             return json_response({"deleted": run_id})
-        return await guarded("runs", handle)
+        return await guard("runs", request, handle)

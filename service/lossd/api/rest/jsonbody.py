@@ -39,8 +39,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import MalformedRequest
-from . import codec, limits
+from ... import codec
+from ...errors import MalformedRequest
+from . import depth
 
 KEY = b'"b64"'
 _MARKER = "lossd-b64-cut:"  # placeholders are MARKER + index: not base64 (":" and "-")
@@ -64,7 +65,7 @@ def loads(body: bytes, max_depth: int) -> Any:
 
 
 def loads_plain(body: bytes, max_depth: int) -> Any:
-    limits.check_json_depth(body, max_depth)
+    depth.check_json_depth(body, max_depth)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -124,7 +125,7 @@ def loads_skeleton(skeleton: bytes, decoded: list[codec.Base64Bytes], max_depth:
     placeholders = {f"{_MARKER}{i}": i for i in range(len(decoded))}
     if b"\\" in skeleton or skeleton.count(_MARKER.encode()) != len(decoded):
         return None
-    limits.check_json_depth(skeleton, max_depth)  # same brackets as the body: same answer
+    depth.check_json_depth(skeleton, max_depth)  # same brackets as the body: same answer
     try:
         parsed = orjson.loads(skeleton)
     except orjson.JSONDecodeError:

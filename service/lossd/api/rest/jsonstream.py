@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pybase64
 
-from . import codec, jsonbody
+from ... import codec
+from . import jsonbody
 
 _EQUALS = ord("=")
 _KEY_TAIL = len(jsonbody.KEY) - 1  # a key split across chunks starts at most this far back

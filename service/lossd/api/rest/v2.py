@@ -12,59 +12,37 @@ the header's length is in ``Inference-Header-Content-Length``; an input whose
 ``parameters.binary_data_size`` is set takes the next that many bytes. Outputs travel binary when
 the output's ``parameters.binary_data`` is true, or, when it is absent, when the request's
 ``parameters.binary_data_output`` is. Errors are V2's ``{"error": "<message>"}`` with the
-status of :data:`lossd.errors.HTTP_STATUS`. The routes stay out of ``/openapi.json``: the
+status of :data:`lossd.api.rest.guard.HTTP_STATUS`. The routes stay out of ``/openapi.json``: the
 KServe specification documents them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.routing import Match
 
-from ..engine import Engine
-from ..errors import (
-    HTTP_STATUS,
-    ErrorCode,
-    InvalidArgument,
-    LossdError,
-    MalformedRequest,
-    NotFound,
-    Unavailable,
-)
-from ..losses import REGISTRY
-from ..settings import Settings
-from . import codec, v2
-from .rest import _timeout, read_body, run_watching_client
+from ... import codec
+from ...calls import CallBuilder
+from ...engine import Engine
+from ...errors import InvalidArgument, LossdError, MalformedRequest, NotFound, Unavailable
+from ...losses import Result
+from ...settings import Settings
+from .. import v2
+from . import depth
+from .body import read_body, request_timeout
+from .disconnect import run_watching_client
+from .guard import JSON, Guard, json_response, v2_error
 
-log = logging.getLogger("lossd.v2")
 PROTOCOL = "v2-rest"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_SIZE = "binary_data_size"
 BINARY_OUTPUT = "binary_data_output"
-JSON = "application/json"
 OCTETS = "application/octet-stream"
 MODEL_PATHS = ("/v2/models/{loss}", "/v2/models/{loss}/versions/{version}")
-
-
-def v2_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
-                ) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
-                    media_type=JSON)
-
-
-def v2_error(error: LossdError, headers: dict[str, str] | None = None) -> Response:
-    if error.code is ErrorCode.UNAVAILABLE:
-        headers = {**(headers or {}), "Retry-After": "1"}
-    return v2_response({"error": error.message}, HTTP_STATUS[error.code], headers)
 
 
 def parse_header(raw: bytes) -> dict[str, Any]:
@@ -104,40 +82,54 @@ def _bool(value: Any, field: str) -> bool:
     return value
 
 
-class RestInfer:
-    """A V2 REST infer request decoded into a :class:`v2.InferCall`, and its encoder."""
+HEADER_FIELDS = ("id", "parameters", "inputs", "outputs", "model_name", "model_version")
+
+
+class InferRequest:
+    """A V2 REST infer body read into a :class:`~lossd.calls.Call`, and how to answer it."""
 
     def __init__(self, loss: str, version: str | None, body: bytes, header_length: str | None,
-                 settings: Settings) -> None:
-        spec = v2.model(loss, version)
+                 settings: Settings, timeout: float | None = None) -> None:
+        """``timeout``: the transport's own deadline (the sooner of it and the request's
+        ``timeout`` parameter applies)."""
         if header_length is None:
             header, binary = body, memoryview(b"")
         else:
-            if not header_length.strip().isdigit() or int(header_length) > len(body):
+            if not (header_length.isascii() and header_length.strip().isdigit()) or int(
+                    header_length) > len(body):
                 raise InvalidArgument(f"{HEADER_LENGTH}: expected the JSON header's length, at "
                                       f"most the body's {len(body)} bytes; got "
-                                      f"{header_length!r}"[:200], field=HEADER_LENGTH)
+                                      f"{header_length[:64]!r}", field=HEADER_LENGTH)
             header, binary = body[:int(header_length)], memoryview(body)[int(header_length):]
         obj = parse_header(header)
-        unknown = set(obj) - {"id", "parameters", "inputs", "outputs"}
-        if unknown:
-            raise MalformedRequest(f"{sorted(unknown)[0]}: unknown field; expected id, "
-                                   f"parameters, inputs, outputs", field=sorted(unknown)[0])
+        depth.check_json_depth(header, settings.max_json_depth)  # valid JSON: a true answer
+        for key in obj:
+            if key not in HEADER_FIELDS:
+                raise MalformedRequest(f"{str(key)[:64]}: unknown field; expected "
+                                       f"{', '.join(HEADER_FIELDS)}", field=str(key)[:64])
+        for key, given in (("model_name", loss), ("model_version", version)):
+            # V2 clients may repeat the path's model in the body (KServe's REST client does)
+            if key in obj and obj[key] not in (given, None) and not (
+                    key == "model_version" and given is None and obj[key] in ("", v2.VERSION)):
+                raise InvalidArgument(f"{key}: the body names {str(obj[key])[:64]!r}, the path "
+                                      f"{given!r}", field=key)
         self.id = obj.get("id")
         if self.id is not None and not isinstance(self.id, str):
             raise MalformedRequest("id: expected a string", field="id")
         parameters = dict(_object(obj.get("parameters"), "parameters"))
         self.binary_default = _bool(parameters.pop(BINARY_OUTPUT, False),
                                     f"parameters.{BINARY_OUTPUT}")
-        self.call = v2.InferCall(spec, settings)
-        self.call.set_parameters(parameters)
+        call = v2.builder(loss, version, codec.Limits.of(settings))
+        v2.set_parameters(call, parameters)
+        call.timeout = v2.earliest(call.timeout, timeout)
         offset = 0
         for i, item in enumerate(_list(obj.get("inputs"), "inputs")):
-            offset = self._input(_object(item, f"inputs[{i}]"), binary, offset)
+            offset = self._input(call, _object(item, f"inputs[{i}]"), binary, offset)
         if offset != len(binary):
             raise InvalidArgument(f"body: {len(binary) - offset} bytes of binary data that no "
                                   f"input's {BINARY_SIZE} claims", field="body")
         self.binary: dict[str, bool] = {}
+        self.outputs = v2.Outputs()
         if "outputs" in obj:
             names = []
             for i, item in enumerate(_list(obj["outputs"], "outputs")):
@@ -146,48 +138,49 @@ class RestInfer:
                 unknown = set(options) - {"binary_data"}
                 if unknown:
                     raise InvalidArgument(f"outputs[{i}].parameters: unsupported "
-                                          f"{sorted(unknown)[0]!r}; only binary_data",
+                                          f"{str(sorted(unknown)[0])[:64]!r}; only binary_data",
                                           field=f"outputs[{i}].parameters")
                 names.append(item.get("name"))
                 if "binary_data" in options:
                     self.binary[str(item.get("name"))] = _bool(options["binary_data"],
                                                           f"outputs[{i}].binary_data")
-            self.call.request_outputs(names)
+            self.outputs = v2.Outputs.ask(call, names)
+        self.call = call.build()
 
-    def _input(self, item: dict[str, Any], binary: memoryview, offset: int) -> int:
+    @staticmethod
+    def _input(call: CallBuilder, item: dict[str, Any], binary: memoryview, offset: int) -> int:
         name = item.get("name")
-        options = _object(item.get("parameters"), f"inputs.{name}.parameters")
+        where = f"inputs.{str(name)[:64]}"
+        options = _object(item.get("parameters"), f"{where}.parameters")
         unknown = set(options) - {BINARY_SIZE}
         if unknown:
-            raise InvalidArgument(f"inputs.{name}.parameters: unsupported "
-                                  f"{sorted(unknown)[0]!r}; only {BINARY_SIZE}",
-                                  field=f"inputs.{name}.parameters")
+            raise InvalidArgument(f"{where}.parameters: unsupported "
+                                  f"{str(sorted(unknown)[0])[:64]!r}; only {BINARY_SIZE}",
+                                  field=f"{where}.parameters")
         shape = item.get("shape")
         if BINARY_SIZE not in options:
             if "data" not in item:
-                raise InvalidArgument(f"inputs.{name}: needs data or parameters.{BINARY_SIZE}",
-                                      field=f"inputs.{name}")
-            self.call.add_input(name, item.get("datatype"), shape,
-                                values=v2.flatten(item["data"], f"inputs.{name}.data"))
+                raise InvalidArgument(f"{where}: needs data or parameters.{BINARY_SIZE}",
+                                      field=where)
+            v2.add_input(call, name, item.get("datatype"), shape,
+                         values=v2.flatten(item["data"], f"{where}.data"))
             return offset
         size = options[BINARY_SIZE]
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgument(f"inputs.{name}.parameters.{BINARY_SIZE}: expected a byte "
-                                  f"count; got {size!r}"[:200], field=f"inputs.{name}")
+            raise InvalidArgument(f"{where}.parameters.{BINARY_SIZE}: expected a byte "
+                                  f"count; got {size!r}"[:200], field=where)
         if "data" in item:
-            raise InvalidArgument(f"inputs.{name}: data and {BINARY_SIZE} are exclusive",
-                                  field=f"inputs.{name}")
+            raise InvalidArgument(f"{where}: data and {BINARY_SIZE} are exclusive", field=where)
         if offset + size > len(binary):
-            raise InvalidArgument(f"inputs.{name}: {BINARY_SIZE} {size} runs past the body's "
-                                  f"binary data ({len(binary) - offset} bytes left)",
-                                  field=f"inputs.{name}")
-        self.call.add_input(name, item.get("datatype"), shape,
-                            raw=binary[offset:offset + size])
+            raise InvalidArgument(f"{where}: {BINARY_SIZE} {size} runs past the body's "
+                                  f"binary data ({len(binary) - offset} bytes left)", field=where)
+        v2.add_input(call, name, item.get("datatype"), shape, raw=binary[offset:offset + size])
         return offset + size
 
-    def encode(self, result: Any) -> Response:
+    def answer(self, result: Result) -> Response:
+        """The V2 response: JSON outputs, or JSON header + binary outputs."""
         outputs, blobs = [], []
-        for name, array, bf16 in self.call.outputs(result):
+        for name, array, bf16 in self.outputs.of(self.call, result):
             out: dict[str, Any] = {"name": name, "datatype": v2.datatype_of(array, bf16),
                                    "shape": list(array.shape)}
             if self.binary.get(name, self.binary_default):
@@ -197,7 +190,7 @@ class RestInfer:
             else:
                 out["data"] = codec.to_json(array, codec.Encoding.DATA, bf16)["data"]
             outputs.append(out)
-        body: dict[str, Any] = {"model_name": self.call.spec.name, "model_version": v2.VERSION,
+        body: dict[str, Any] = {"model_name": self.call.loss, "model_version": v2.VERSION,
                                 "outputs": outputs}
         if self.id is not None:
             body["id"] = self.id
@@ -208,54 +201,27 @@ class RestInfer:
                         headers={HEADER_LENGTH: str(len(header))})
 
 
-def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine) -> None:
-    """Mount the V2 routes on ``app`` (the native app; same engine, same auth middleware)."""
+def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard) -> None:
+    """Mount the V2 routes on ``app`` (same engine, same auth middleware as native REST)."""
     router = APIRouter(include_in_schema=False)
-    metrics = engine.metrics
-
-    async def guarded(loss: str, request: Request,
-                      handler: Callable[[], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        headers = {"X-Request-Id": request_id}
-        code = ErrorCode.INTERNAL.value
-        try:
-            response = await handler()
-            response.headers.update(headers)
-            code = "OK"
-            return response
-        except LossdError as error:
-            log.info("v2 request %s model=%s refused: %s %s", request_id, loss,
-                     error.code.value, error.message[:200])
-            code = error.code.value
-            return v2_error(error, headers)
-        except asyncio.CancelledError:  # the client went away
-            code = "CANCELLED"
-            raise
-        except Exception:
-            log.exception("v2 request %s model=%s failed", request_id, loss)
-            return v2_error(LossdError("internal error; the incident is logged"), headers)
-        finally:
-            metrics.answered(loss if loss in REGISTRY else "unknown", PROTOCOL, code,
-                             time.perf_counter() - started)
 
     @router.get("/v2")
     async def server_metadata() -> Response:
-        return v2_response(v2.server_metadata())
+        return json_response(v2.server_metadata())
 
     @router.get("/v2/health/live")
     async def live() -> Response:
-        return v2_response({"live": True})
+        return json_response({"live": True})
 
     @router.get("/v2/health/ready")
     async def ready() -> Response:
         if engine.ready:
-            return v2_response({"ready": True})
+            return json_response({"ready": True})
         return v2_error(Unavailable("not ready: draining or overloaded"))
 
     async def model_metadata(loss: str, version: str | None = None) -> Response:
         try:
-            return v2_response(v2.model_metadata(v2.model(loss, version)))
+            return json_response(v2.model_metadata(v2.model(loss, version)))
         except LossdError as error:
             return v2_error(error)
 
@@ -265,21 +231,17 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine) -> None:
         except LossdError as error:
             return v2_error(error)
         if engine.ready:
-            return v2_response({"name": loss, "ready": True})
+            return json_response({"name": loss, "ready": True})
         return v2_error(Unavailable(f"model {loss!r} not ready: server draining or "
                                     f"overloaded"))
 
     async def infer(loss: str, request: Request, version: str | None = None) -> Response:
         async def handle() -> Response:
             body = await read_body(request, settings.max_body_bytes)
-            infer = RestInfer(loss, version, body, request.headers.get(HEADER_LENGTH),
-                              settings)
-            call = infer.call
-            result = await run_watching_client(request, engine.compute(
-                call.spec.name, call.arrays, call.options, grad=call.grad,
-                timeout=call.deadline(_timeout(request))))
-            return infer.encode(result)
-        return await guarded(loss, request, handle)
+            infer = InferRequest(loss, version, body, request.headers.get(HEADER_LENGTH),
+                                 settings, request_timeout(request))
+            return infer.answer(await run_watching_client(request, engine.run(infer.call)))
+        return await guard(loss, request, handle)
 
     for path in MODEL_PATHS:
         router.add_api_route(path, model_metadata, methods=["GET"])
@@ -291,9 +253,10 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine) -> None:
         """Anything else under /v2: 405 when another method would match, else 404."""
         for route in router.routes:
             if route is not unknown_route and route.matches(request.scope)[0] is Match.PARTIAL:
-                return v2_response({"error": f"{request.method} is not allowed on "
-                                             f"{request.url.path}"}, 405)
-        return v2_error(NotFound(f"{request.method} {request.url.path}: no such endpoint"))
+                return json_response({"error": f"{request.method} is not allowed on "
+                                               f"{request.url.path[:200]}"}, 405)
+        return v2_error(NotFound(f"{request.method} {request.url.path[:200]}: no such "
+                                 f"endpoint"))
 
     unknown_route = router.routes[-1]
     app.include_router(router)

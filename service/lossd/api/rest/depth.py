@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import MalformedRequest
+from ...errors import MalformedRequest
 
 _STRUCTURE = b'[]{}"'
 _DROP = bytes(sorted(set(range(256)) - set(_STRUCTURE)))

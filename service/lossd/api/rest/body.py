@@ -1,0 +1,105 @@
+"""Reading REST requests: bodies within their size limit, JSON objects, NDJSON lines, and the
+``x-request-timeout`` header.
+
+A body is refused (413) as soon as it passes ``max_body_bytes``, declared or streamed; JSON is
+parsed as it streams in (:mod:`.jsonstream`: ``b64`` strings decoded while hot in cache, no
+joined copy of the body), after its nesting depth is checked without parsing (:mod:`.depth`).
+A client that hangs up mid-body raises ``CancelledError`` (see :mod:`.disconnect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from ...errors import InvalidArgument, MalformedRequest, PayloadTooLarge
+from ...settings import Settings
+from . import jsonbody, jsonstream
+
+TIMEOUT_HEADER = "x-request-timeout"  # seconds; the request is dropped if not computed by then
+
+
+def declared_length(request: Request) -> int | None:
+    """The ``Content-Length`` header as a number (``None`` when absent or not digits)."""
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isascii() and (
+        declared.isdigit()) else None
+
+
+async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object]) -> None:
+    """Hand the body's chunks to ``feed`` as they arrive, refused as soon as it passes
+    ``limit`` bytes (declared or streamed)."""
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body: at most {limit} bytes; got more", field="body")
+            feed(chunk)
+    except ClientDisconnect:  # hung up mid-body: nothing to answer (see disconnect.py)
+        raise asyncio.CancelledError("client disconnected") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body (see :func:`receive_body`)."""
+    chunks: list[bytes] = []
+    await receive_body(request, limit, chunks.append)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object, parsed as its chunks arrive."""
+    stream = jsonstream.JsonStream(settings.max_json_depth, declared_length(request))
+    await receive_body(request, settings.max_body_bytes, stream.feed)
+    return json_object(stream.finish())
+
+
+def parse_json(body: bytes, settings: Settings) -> dict[str, Any]:
+    """``body`` (already read) as a JSON object."""
+    return json_object(jsonbody.loads(body, settings.max_json_depth))
+
+
+def json_object(obj: Any) -> dict[str, Any]:
+    """``obj`` if it is a JSON object, else a 422."""
+    if not isinstance(obj, dict):
+        raise MalformedRequest("body: expected a JSON object", field="body")
+    return obj
+
+
+async def ndjson_lines(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """Non-empty lines of the body as they arrive; one line may be at most ``limit`` bytes."""
+    pending = bytearray()
+    async for chunk in request.stream():
+        start = len(pending)
+        pending += chunk
+        while (cut := pending.find(b"\n", start)) >= 0:
+            line = bytes(pending[:cut])
+            del pending[:cut + 1]
+            start = 0
+            if line.strip():
+                yield line
+        if len(pending) > limit:
+            raise PayloadTooLarge(f"body: a line is at most {limit} bytes", field="body")
+    if bytes(pending).strip():
+        yield bytes(pending)
+
+
+def request_timeout(request: Request) -> float | None:
+    """Seconds from the ``x-request-timeout`` header (``None`` when absent)."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise InvalidArgument(f"{TIMEOUT_HEADER}: expected seconds > 0; got {raw[:64]!r}",
+                              field=TIMEOUT_HEADER)
+    return value

@@ -1,0 +1,184 @@
+"""Native REST routes: ``GET /v1/losses``, ``GET /v1/losses/{name}``,
+``POST /v1/losses/{name}`` and ``POST /v1/batch``.
+
+A compute body ``{"inputs": {...}, "options": {...}, "grad": bool}`` is parsed with orjson
+(never into pydantic objects: a million-element list must not become a million objects), read
+into a :class:`~lossd.calls.Call` by :func:`decode_call`, computed by the engine and answered by
+:func:`encode_answer` in the encoding and dtype the request used for its first tensor.
+Requests for registered losses skip FastAPI's routing through :class:`ComputeFastPath`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from ... import codec
+from ...calls import Call, CallBuilder
+from ...engine import Engine
+from ...errors import LossdError, MalformedRequest
+from ...losses import REGISTRY, Result, get_spec
+from ...settings import Settings
+from .. import describe
+from .. import schema as openapi
+from .body import read_json, request_timeout
+from .disconnect import run_watching_client
+from .guard import Guard, json_response, native_error
+
+COMPUTE_FIELDS = ("inputs", "options", "grad")
+
+
+def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
+                timeout: float | None = None) -> Call:
+    """A compute body as a :class:`Call`; ``where`` prefixes fields (``requests[3].``),
+    ``timeout`` is the transport's deadline.
+
+    Tensor-valued options (class ``weight``) may travel in ``options`` too.
+    """
+    if not isinstance(body, dict):
+        raise MalformedRequest(f"{where}body: expected an object", field=f"{where}body")
+    allowed = COMPUTE_FIELDS + (("loss",) if where else ())
+    for key in body:
+        if key not in allowed:
+            raise MalformedRequest(f"{where}{str(key)[:64]}: unknown field; expected "
+                                   f"{', '.join(allowed)}", field=f"{where}{str(key)[:64]}")
+    inputs, options, grad = body.get("inputs"), body.get("options", {}), body.get("grad", False)
+    if not isinstance(inputs, dict):
+        raise MalformedRequest(f"{where}inputs: expected an object of tensors",
+                               field=f"{where}inputs")
+    if not isinstance(options, dict):
+        raise MalformedRequest(f"{where}options: expected an object", field=f"{where}options")
+    if not isinstance(grad, bool):
+        raise MalformedRequest(f"{where}grad: expected true or false", field=f"{where}grad")
+    builder = CallBuilder(loss, limits, where)
+    tensor_options = {k: v for k, v in options.items() if builder.is_tensor(k)}
+    builder.check_count(len(inputs) + len(tensor_options))
+    for group, tensors in (("inputs", inputs), ("options", tensor_options)):
+        for name, value in tensors.items():
+            field = f"{where}{group}.{name}"
+            array, encoding, bf16 = codec.from_json(value, field, builder.spec.tensor_map.get(name),
+                                                    limits)
+            builder.add_tensor(name, array, field=field, bfloat16=bf16, encoding=encoding)
+    builder.options = {k: v for k, v in options.items() if k not in tensor_options}
+    builder.grad, builder.timeout = grad, timeout
+    return builder.build()
+
+
+def encode_answer(call: Call, result: Result) -> dict[str, Any]:
+    """``{"loss": number | tensor, "grads": {name: tensor}?}`` in the call's encoding."""
+    loss = (codec.scalar_json(result.loss) if result.loss.ndim == 0
+            else codec.to_json(result.loss, call.encoding, call.loss_bfloat16))
+    body: dict[str, Any] = {"loss": loss}
+    if call.grad:
+        body["grads"] = {name: codec.to_json(g, call.encoding, name in call.bfloat16)
+                         for name, g in result.grads.items()}
+    return body
+
+
+class ComputeEndpoint:
+    """``POST /v1/losses/{name}``: decode, compute through the engine, encode."""
+
+    def __init__(self, settings: Settings, engine: Engine, guard: Guard) -> None:
+        self.settings, self.engine, self.guard = settings, engine, guard
+        self.limits = codec.Limits.of(settings)
+
+    async def __call__(self, name: str, request: Request) -> Response:
+        async def handle() -> Response:
+            body = await read_json(request, self.settings)
+            call = decode_call(name, body, self.limits, timeout=request_timeout(request))
+            result = await run_watching_client(request, self.engine.run(call))
+            return json_response(encode_answer(call, result))
+        return await self.guard(name, request, handle)
+
+
+class ComputeFastPath:
+    """ASGI middleware serving ``POST /v1/losses/{registered loss}`` directly.
+
+    The hot path of small requests: it sits in front of FastAPI and skips its middleware,
+    routing and dependency solving (about half of a small request's server time), and answers
+    exactly as the documented route does, through the same :class:`ComputeEndpoint` (whose
+    guard catches every exception).
+    """
+
+    PREFIX = "/v1/losses/"
+
+    def __init__(self, app: Callable[..., Awaitable[None]], endpoint: ComputeEndpoint) -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(
+                self.PREFIX) and path[len(self.PREFIX):] in REGISTRY:
+            response = await self.endpoint(path[len(self.PREFIX):], Request(scope, receive))
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
+                      endpoint: ComputeEndpoint) -> None:
+    """The ``/v1/losses`` and ``/v1/batch`` routes (``endpoint`` also serves the fast path)."""
+    guard, limits = endpoint.guard, endpoint.limits
+
+    @app.get("/v1/losses", tags=["losses"], summary="Every loss: tensors, options, gradients",
+             response_model=openapi.LossList)
+    async def list_losses() -> Response:
+        return json_response({"losses": describe.describe_all()})
+
+    @app.get("/v1/losses/{name}", tags=["losses"], summary="One loss",
+             response_model=openapi.LossInfo, responses=openapi.ERRORS)
+    async def get_loss(name: openapi.LossName) -> Response:
+        try:
+            return json_response(describe.describe(get_spec(name)))
+        except LossdError as error:
+            return native_error(error)
+
+    @app.post("/v1/losses/{name}", tags=["losses"], summary="Compute a loss (and gradients)",
+              response_model=openapi.ComputeResponse, responses=openapi.ERRORS,
+              openapi_extra=openapi.compute_body())
+    async def compute(name: openapi.LossName, request: Request) -> Response:
+        # requests for registered losses are served by ComputeFastPath before routing; this
+        # route documents the API and answers the rest (404 for an unknown name)
+        return await endpoint(name, request)
+
+    @app.post("/v1/batch", tags=["losses"], summary="Several computations, answered in order",
+              response_model=openapi.BatchResponse, responses=openapi.ERRORS,
+              openapi_extra=openapi.batch_body())
+    async def batch(request: Request) -> Response:
+        async def handle() -> Response:
+            body = await read_json(request, settings)
+            items = body.get("requests")
+            if set(body) != {"requests"} or not isinstance(items, list):
+                raise MalformedRequest("requests: expected {\"requests\": [...]}",
+                                       field="requests")
+            timeout = request_timeout(request)
+            # a malformed item fails the whole request (422, like any schema error); an item
+            # that is well-formed but wrong (unknown loss, bad shape) answers its own error
+            calls: list[Call | LossdError] = []
+            for i, item in enumerate(items):
+                where = f"requests[{i}]."
+                if not isinstance(item, dict) or not isinstance(item.get("loss"), str):
+                    raise MalformedRequest(f"{where}loss: expected a loss name",
+                                           field=f"{where}loss")
+                try:
+                    calls.append(decode_call(item["loss"], item, limits, where, timeout))
+                except MalformedRequest:
+                    raise
+                except LossdError as error:
+                    calls.append(error)
+
+            async def one(call: Call | LossdError) -> dict[str, Any]:
+                try:
+                    if isinstance(call, LossdError):
+                        raise call
+                    return encode_answer(call, await engine.run(call))
+                except LossdError as error:
+                    return {"error": error.to_dict()}
+
+            results = await run_watching_client(
+                request, asyncio.gather(*(one(call) for call in calls)))
+            return json_response({"results": results})
+        return await guard("batch", request, handle)
+

@@ -1,0 +1,81 @@
+"""``lossd.v1.RunService``: evaluation runs (see :mod:`lossd.runs`), bytes in, messages out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import codec
+from ..._proto.lossd.v1 import runs_pb2 as rpb
+from ...calls import CallBuilder
+from ...runs import RunManager, RunView
+from ...settings import Settings
+from .guard import Context, Label, guarded
+from .tensors import decode_tensor, encode_aggregate, option_value
+from .wire import parse
+
+SERVICE = "lossd.v1.RunService"
+PROTOCOL = "grpc"
+
+
+def run_message(run: RunView) -> rpb.Run:
+    """A run and its aggregate so far as a ``Run`` message."""
+    return rpb.Run(run_id=run.run_id, loss=run.definition.loss, state=run.state,
+                   expected_batches=run.definition.expected_batches, complete=run.complete,
+                   aggregate=encode_aggregate(run.aggregate), workers=run.workers,
+                   signature=run.signature, created=run.created, updated=run.updated)
+
+
+class RunService:
+    """Handlers of ``lossd.v1.RunService``; every call is counted under the label "runs"."""
+
+    NAME = SERVICE
+    UNARY = ("CreateRun", "AddBatch", "GetRun", "FinishRun", "DeleteRun")
+    STREAM = ()
+
+    def __init__(self, settings: Settings, runs: RunManager) -> None:
+        self.runs, self.metrics = runs, runs.engine.metrics
+        self.limits = codec.Limits.of(settings)
+
+    def _tensors(self, loss: str, tensors: Any, group: str) -> CallBuilder:
+        call = CallBuilder(loss, self.limits)
+        call.check_count(len(tensors))
+        for name, t in tensors.items():
+            field = f"{group}.{name[:64]}"
+            call.add_tensor(name, decode_tensor(t, field, self.limits)[0], field=field)
+        return call
+
+    @guarded(PROTOCOL, "runs")
+    async def CreateRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        request = parse(rpb.CreateRunRequest, data)
+        tensor_options = {k: v.tensor for k, v in request.options.items()
+                          if v.WhichOneof("kind") == "tensor"}
+        call = self._tensors(request.loss, tensor_options, "options")
+        options = {k: option_value(v) for k, v in request.options.items()
+                   if k not in tensor_options}
+        return run_message(await self.runs.create(
+            request.loss, options, call.arrays, expected_batches=request.expected_batches,
+            run_id=request.run_id or None))
+
+    @guarded(PROTOCOL, "runs")
+    async def AddBatch(self, data: bytes, context: Context, label: Label
+                       ) -> rpb.AddBatchResponse:
+        request = parse(rpb.AddBatchRequest, data)
+        definition = await self.runs.definition(request.run_id)
+        call = self._tensors(definition.loss, request.inputs, "inputs")
+        answer = await self.runs.add(request.run_id, request.batch_id, call.arrays,
+                                     worker=request.worker, timeout=context.time_remaining())
+        return rpb.AddBatchResponse(counted=answer.counted, batches=answer.batches)
+
+    @guarded(PROTOCOL, "runs")
+    async def GetRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        return run_message(await self.runs.get(parse(rpb.RunRef, data).run_id))
+
+    @guarded(PROTOCOL, "runs")
+    async def FinishRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        return run_message(await self.runs.finish(parse(rpb.RunRef, data).run_id))
+
+    @guarded(PROTOCOL, "runs")
+    async def DeleteRun(self, data: bytes, context: Context, label: Label
+                        ) -> rpb.DeleteRunResponse:
+        await self.runs.delete(parse(rpb.RunRef, data).run_id)
+        return rpb.DeleteRunResponse()
