@@ -46,7 +46,8 @@ def batch_axes(call: Prepared) -> dict[str, int] | None:
 
 def batch_size(call: Prepared, axes: dict[str, int]) -> int:
     name, axis = next(iter(axes.items()))
-    return call.arrays[name].shape[axis]
+    size: int = call.arrays[name].shape[axis]
+    return size
 
 
 def batch_key(call: Prepared, axes: dict[str, int]) -> Hashable:

@@ -19,7 +19,10 @@ def shape_str(shape: Sequence[int]) -> str:
 
 
 def fail(name: str, message: str, *, option: bool = False) -> InvalidArgument:
-    """An error about tensor (or option) ``name``: ``raise fail("target", "...")``."""
+    """An ``InvalidArgument`` about tensor (or option) ``name``, for the caller to raise.
+
+    Usage: ``raise fail("target", "...")``.
+    """
     return InvalidArgument(f"{name}: {message}", field=f"options.{name}" if option else field(name))
 
 

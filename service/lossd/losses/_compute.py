@@ -56,7 +56,7 @@ def get_spec(name: str) -> LossSpec:
                        field="loss") from None
 
 
-def option_value(option: OptionSpec, value: Any) -> Any:
+def option_value(option: OptionSpec, value: Any) -> Any:  # noqa: ANN401 - a wire value
     """Check one option's type and bounds; returns the value in its Python type."""
     name = option.name
     if value is None:

@@ -25,6 +25,8 @@ import numpy as np
 
 
 class Reduction(str, Enum):
+    """torch's ``reduction`` values, plus KLDiv's ``batchmean`` (see the table above)."""
+
     NONE = "none"
     MEAN = "mean"
     SUM = "sum"
@@ -44,6 +46,15 @@ class Terms:
         addend: same shape as ``values``; a second part, reduced like ``values`` on its own
             and added after the reduction (``values + addend`` unreduced). ``None``: none.
             Never given together with ``scale`` (dataset aggregates rely on it).
+
+    Example:
+        Weighted cross-entropy's values are already ``w·l``; its mean divides by ``Σ w``:
+
+        >>> terms = Terms(np.array([2.0, 4.0]), weights=np.array([1.0, 3.0]))
+        >>> reduce(terms, "mean")  # (2 + 4) / (1 + 3)
+        array(1.5)
+        >>> terms.slice(1, 2)
+        Terms(values=array([4.]), weights=array([3.]), scale=None, addend=None)
     """
 
     values: np.ndarray
@@ -70,6 +81,15 @@ def reduce(terms: Terms, reduction: str, *, empty_mean: float = math.nan) -> np.
     """Reduce ``terms`` as torch does; returns a 0-d array unless ``reduction='none'``.
 
     An empty mean is ``empty_mean`` (nan, like ``torch.mean``; 0 for torchvision's box losses).
+
+    Example:
+        >>> terms = Terms(np.array([1.0, 2.0, 6.0]))
+        >>> reduce(terms, "sum"), reduce(terms, "mean")
+        (array(9.), array(3.))
+        >>> reduce(Terms(np.array([[1.0, 2.0], [3.0, 4.0]])), "batchmean")  # Σ / N, N = 2
+        array(5.)
+        >>> reduce(Terms(np.array([], dtype=np.float32)), "mean")
+        array(nan, dtype=float32)
     """
     if reduction == Reduction.NONE:
         return terms.total()

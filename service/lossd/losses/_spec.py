@@ -193,6 +193,11 @@ def reduction_option(choices: tuple[str, ...] = ("none", "mean", "sum"),
 
 
 Check = Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, np.ndarray] | None]
+"""Loss-specific validation: ``check(arrays, options)``; may return normalised arrays."""
+LossFn = Callable[..., Terms]
+"""A pure loss: ``fn(**arrays, **options) -> Terms`` (see :class:`LossSpec`)."""
+GradFn = Callable[..., dict[str, np.ndarray]]
+"""A vector-Jacobian product: ``grad(cotangent, **arrays, **options) -> {name: array}``."""
 
 
 @dataclass(frozen=True)
@@ -219,13 +224,13 @@ class LossSpec:
     """
 
     name: str
-    fn: Callable[..., Terms]
+    fn: LossFn
     tensors: tuple[TensorSpec, ...]
     options: tuple[OptionSpec, ...]
     torch: str
     family: str
     check: Check | None = None
-    grad: Callable[..., dict[str, np.ndarray]] | None = None
+    grad: GradFn | None = None
     empty_mean: float = math.nan
     batchable: Callable[[dict[str, np.ndarray]], bool] | None = None
     weights_tensor: str | None = None

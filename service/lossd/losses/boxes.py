@@ -37,7 +37,9 @@ from ._spec import (
     ANY_SHAPE,
     NON_NEGATIVE,
     PROBABILITY,
+    GradFn,
     Kind,
+    LossFn,
     LossSpec,
     OptionSpec,
     TensorSpec,
@@ -111,7 +113,8 @@ class _Pair:
 
     def iou(self, eps: float) -> np.ndarray:
         """``inter / (union + eps)`` (a new array)."""
-        return self.inter / (self.union + eps)
+        iou: np.ndarray = self.inter / (self.union + eps)
+        return iou
 
     @property
     def enclosing(self) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +232,10 @@ def box_iou_loss(boxes1: np.ndarray, boxes2: np.ndarray, *, eps: float = EPS) ->
     overlap give exactly 1 and zero gradient — why GIoU, DIoU and CIoU exist.
 
     Shapes: ``(..., 4), (..., 4) -> (...)``.
-    Example: ``box_iou_loss(np.array([0., 0, 2, 2]), np.array([1., 1, 3, 3])) -> 1 - 1/7``.
+
+    Example:
+        >>> box_iou_loss(np.array([0., 0, 2, 2]), np.array([1., 1, 3, 3])).values  # 1 - 1/7
+        array(0.857...)
     """
     iou = _Pair(boxes1, boxes2).iou(eps)
     return _values(np.subtract(1, iou, out=iou), boxes1)
@@ -244,6 +250,7 @@ def _iou_grads(pair: _Pair, g_iou: np.ndarray, eps: float) -> tuple[np.ndarray, 
 
 def box_iou_loss_grad(upstream: np.ndarray, boxes1: np.ndarray, boxes2: np.ndarray, *,
                       eps: float = EPS) -> dict[str, np.ndarray]:
+    """Through ``inter`` and ``union`` to both boxes (no gradient where they do not overlap)."""
     pair = _Pair(boxes1, boxes2)
     return _backward(pair, boxes1.shape, *_iou_grads(pair, -upstream.reshape(-1), eps))
 
@@ -271,6 +278,7 @@ def generalized_box_iou_loss(boxes1: np.ndarray, boxes2: np.ndarray, *,
 def generalized_box_iou_loss_grad(upstream: np.ndarray, boxes1: np.ndarray,
                                   boxes2: np.ndarray, *, eps: float = EPS
                                   ) -> dict[str, np.ndarray]:
+    """The IoU term's gradient plus the penalty's, through the union and the enclosing box."""
     g = upstream.reshape(-1)
     pair = _Pair(boxes1, boxes2)
     cw, ch = pair.enclosing
@@ -311,6 +319,8 @@ def _diou_grads(pair: _Pair, g: np.ndarray, eps: float) -> dict[str, Any]:
 
 def distance_box_iou_loss_grad(upstream: np.ndarray, boxes1: np.ndarray, boxes2: np.ndarray,
                                *, eps: float = EPS) -> dict[str, np.ndarray]:
+    """The IoU term's gradient plus ``ρ²/(c² + eps)``'s, through the centres and the enclosing
+    box."""
     pair = _Pair(boxes1, boxes2)
     return _backward(pair, boxes1.shape, **_diou_grads(pair, upstream.reshape(-1), eps))
 
@@ -493,7 +503,7 @@ REDUCTION = reduction_option(default="none")
 BOX_EPS = OptionSpec("eps", float, EPS, "small number added to denominators")
 
 
-def _register_box_loss(name: str, fn, grad, torch: str) -> None:
+def _register_box_loss(name: str, fn: LossFn, grad: GradFn, torch: str) -> None:
     tensors = tuple(
         TensorSpec(key, role, "(..., 4) xyxy; (N, 4), (4,) or any leading dims", kind=Kind.REAL,
                    differentiable=True, batch_ndim=2,

@@ -15,6 +15,7 @@ are turned back into int64 by :func:`_labels`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,8 @@ def _flat_index(shape: tuple[int, ...], labels: np.ndarray) -> np.ndarray:
     inner = labels[:, 0].size // max(shape[0], 1)
     if inner == 1:  # (N, C): row starts plus labels
         starts = np.arange(0, shape[0] * shape[1], shape[1])
-        return starts.reshape(labels[:, 0].shape) + labels[:, 0]
+        flat: np.ndarray = starts.reshape(labels[:, 0].shape) + labels[:, 0]
+        return flat
     index = labels.reshape(shape[0], inner) * inner
     index += np.arange(shape[0]).reshape(-1, 1) * (shape[1] * inner)
     index += np.arange(inner)
@@ -146,9 +148,9 @@ def _ones_or(valid: np.ndarray, weight: np.ndarray | None, dtype: np.dtype
 def _class_sum(array: np.ndarray, vector: np.ndarray | None = None) -> np.ndarray:
     """``Σ_c vector_c · array[:, c, ...]`` (vector defaults to ones); einsum sums short rows
     several times faster than ``sum(axis=1)``."""
-    if vector is None:
-        return np.einsum("nc...->n...", array)
-    return np.einsum("nc...,c->n...", array, vector)
+    total: np.ndarray = (np.einsum("nc...->n...", array) if vector is None
+                         else np.einsum("nc...,c->n...", array, vector))
+    return total
 
 
 def _max_shifted(x: np.ndarray) -> np.ndarray:
@@ -162,7 +164,8 @@ def _max_shifted(x: np.ndarray) -> np.ndarray:
         top = np.maximum.reduceat(x.ravel(), np.arange(0, x.size, x.shape[1]))[:, None]
     else:
         top = x.max(axis=1, keepdims=True, initial=-np.inf)
-    return np.subtract(x, top)
+    shifted: np.ndarray = np.subtract(x, top)
+    return shifted
 
 
 def _shifted_exp(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,28 +195,32 @@ def _log_sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     """log σ(x) alone, as :func:`_log_sigmoid_pair` computes it."""
-    return _at_most_zero(x) - _log_sigmoid_tail(x)
+    log_sig: np.ndarray = _at_most_zero(x) - _log_sigmoid_tail(x)
+    return log_sig
 
 
 def _log_sigmoid_tail(x: np.ndarray) -> np.ndarray:
     tail = np.asarray(np.abs(x))
     np.negative(tail, out=tail)
     np.exp(tail, out=tail)
-    return np.log1p(tail, out=tail)
+    np.log1p(tail, out=tail)
+    return tail
 
 
 def _at_most_zero(x: np.ndarray) -> np.ndarray:
     """``min(x, 0)``, nan kept (``clip`` is several times faster than ``minimum`` with 0)."""
-    return np.clip(x, -np.inf, 0)
+    clipped: np.ndarray = np.clip(x, -np.inf, 0)
+    return clipped
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """σ(x) = 1 / (1 + exp(-x)) as torch computes it; exp overflowing to inf gives the exact
     limit 0, so no branch is needed."""
-    out = np.negative(x, out=np.empty_like(x))
+    out: np.ndarray = np.negative(x, out=np.empty_like(x))
     np.exp(out, out=out)
     out += 1
-    return np.reciprocal(out, out=out)
+    np.reciprocal(out, out=out)
+    return out
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -273,7 +280,7 @@ def _check_elementwise_weights(arrays: dict[str, np.ndarray], names: tuple[str, 
                              f"got {shape_str(arrays[name].shape)}")
 
 
-def _no_batch_axis(*names: str):
+def _no_batch_axis(*names: str) -> Callable[[dict[str, np.ndarray]], bool]:
     """Batchable when the broadcast tensors ``names`` do not reach the batch axis 0."""
     def batchable(arrays: dict[str, np.ndarray]) -> bool:
         ndim = arrays["input"].ndim
@@ -304,7 +311,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
     Edge cases as torch: a +inf logit gives nan; -inf at the target class gives inf, at another
     class a finite loss unless ε > 0 (then inf).
 
-    Example: ``cross_entropy(np.array([[0., 0.]]), np.array([1.])).values -> [0.6931...]``
+    Example:
+        >>> cross_entropy(np.array([[0., 0.]]), np.array([1])).values  # log 2
+        array([0.6931...])
     """
     eps = max(label_smoothing, 0.0)
     x, y = _layout(input, target)
@@ -405,7 +414,9 @@ def nll_loss(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None
     :func:`cross_entropy`; ``target`` holds class indices. Ignored targets give 0 and
     ``mean = Σ l_i / Σ_{non-ignored} w_{y_i}`` (nan when that is 0, e.g. all-zero weights).
 
-    Example: ``nll_loss(np.log([[0.25, 0.75]]), np.array([1])).values -> [0.2876...]``
+    Example:
+        >>> nll_loss(np.log([[0.25, 0.75]]), np.array([1])).values  # -log 0.75
+        array([0.2876...])
     """
     x, y = _batched(input, target)
     labels, valid = _labels(y, ignore_index)
@@ -446,9 +457,12 @@ def kl_div(input: np.ndarray, target: np.ndarray, *, log_target: bool = False) -
     ``mean`` is the plain elementwise mean (torch warns that it is not the true KL).
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        values: np.ndarray
         if log_target:
-            return np.exp(y) * (y - x)
-        return np.where(y == 0, 0, y * np.log(y)) - y * x  # xlogy
+            values = np.exp(y) * (y - x)
+        else:
+            values = np.where(y == 0, 0, y * np.log(y)) - y * x  # xlogy
+        return values
 
     return Terms(piecewise(formula, input, target))
 
@@ -536,7 +550,7 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, *,
         log_sig = _log_sigmoid(x)
         if pos_weight is not None:
             log_sig *= (weights[-1] - 1) * y + 1
-        values = (1 - y) * x
+        values: np.ndarray = (1 - y) * x
         values -= log_sig
         if weight is not None:
             values *= weights[0]

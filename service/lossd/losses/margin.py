@@ -56,7 +56,8 @@ Arrays = dict[str, np.ndarray]
 
 def _label_codes(labels: np.ndarray) -> np.ndarray:
     """1 where the label is 1, -1 where it is -1, 0 for anything else (nan included)."""
-    return (labels == 1).astype(np.int8) - (labels == -1).astype(np.int8)
+    codes: np.ndarray = (labels == 1).astype(np.int8) - (labels == -1).astype(np.int8)
+    return codes
 
 
 def _expand(per_sample: np.ndarray, ndim: int) -> np.ndarray:
@@ -90,7 +91,9 @@ def hinge_embedding_loss(input: np.ndarray, target: np.ndarray, *,
     Shapes: ``input`` ``(*)``, ``target`` broadcastable with it (torch broadcasts both ways).
     Any label other than ±1 (0, 2, nan) gets BOTH terms, ``x + max(0, m - x)``, as in torch.
 
-    Example: ``hinge_embedding_loss(np.array([0.3, 0.3]), np.array([1., -1.])) -> [0.3, 0.7]``
+    Example:
+        >>> hinge_embedding_loss(np.array([0.3, 0.3]), np.array([1., -1.])).values
+        array([0.3, 0.7])
     """
     own = keep(input, target != -1)
     own += keep(_relu(margin - input), target != 1)
@@ -126,7 +129,8 @@ def soft_margin_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     exp range overflows to inf exactly where torch's does (x = -1000, y = 1 gives inf).
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.log1p(np.exp(-(x * y)))
+        values: np.ndarray = np.log1p(np.exp(-(x * y)))
+        return values
 
     return Terms(piecewise(formula, input, target))
 
@@ -136,7 +140,8 @@ def soft_margin_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.nd
     """``-y·z/(1 + z)`` with ``z = exp(-y·x)`` (torch's backward; nan where z overflows)."""
     def formula(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> np.ndarray:
         z = np.exp(-(x * y))
-        return -y * z / (1 + z) * g
+        grad: np.ndarray = -y * z / (1 + z) * g
+        return grad
 
     return {"input": piecewise(formula, input, target, upstream)}
 
@@ -164,7 +169,9 @@ def margin_ranking_loss(input1: np.ndarray, input2: np.ndarray, target: np.ndarr
     Shapes: ``(N)`` or ``()`` (torch accepts any shapes of equal ndim and broadcasts them).
     ``y = 0`` gives ``margin``.
 
-    Example: ``margin_ranking_loss(np.array([1.]), np.array([2.]), np.array([1.])) -> [1.]``
+    Example:
+        >>> margin_ranking_loss(np.array([1.]), np.array([2.]), np.array([1.])).values
+        array([1.])
     """
     return Terms(_relu(-target * (input1 - input2) + margin))
 
@@ -392,8 +399,9 @@ def _norm(v: np.ndarray, p: float) -> tuple[np.ndarray, Vjp]:
         norm = np.sqrt(np.einsum("...d,...d->...", v, v))
 
         def vjp_2(g: np.ndarray) -> np.ndarray:
-            return v * _expand(np.divide(g, norm, out=np.zeros_like(norm), where=norm != 0),
-                               ndim)
+            grad: np.ndarray = v * _expand(np.divide(g, norm, out=np.zeros_like(norm),
+                                                     where=norm != 0), ndim)
+            return grad
         return norm, vjp_2
     absolute = np.abs(v)
     if p == 1:
@@ -403,14 +411,18 @@ def _norm(v: np.ndarray, p: float) -> tuple[np.ndarray, Vjp]:
 
         def vjp_max(g: np.ndarray) -> np.ndarray:
             hits = (absolute == _expand(norm, ndim)) | np.isnan(v)
-            return np.sign(v) * hits * _expand(g, ndim) / hits.sum(axis=-1, keepdims=True)
+            grad: np.ndarray = (np.sign(v) * hits * _expand(g, ndim)
+                                / hits.sum(axis=-1, keepdims=True))
+            return grad
         return norm, vjp_max
     norm = np.power(np.power(absolute, p).sum(axis=-1), 1 / p)
 
     def vjp(g: np.ndarray) -> np.ndarray:
         scaled = np.sign(v) * np.power(absolute, p - 1, out=np.zeros_like(v), where=v != 0)
         n = np.power(norm, p - 1)
-        return scaled * _expand(np.divide(g, n, out=np.zeros_like(n), where=norm != 0), ndim)
+        grad: np.ndarray = scaled * _expand(np.divide(g, n, out=np.zeros_like(n),
+                                                      where=norm != 0), ndim)
+        return grad
     return norm, vjp
 
 
@@ -567,7 +579,9 @@ def hinge_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     ``hinge_loss`` in optax/losses/_classification.py is the unaveraged elementwise term). The
     labels get no gradient. ``D = 0`` gives nan (mean of nothing).
 
-    Example: ``hinge_loss(np.array([[0.5, -2.]]), np.array([[1., 0.]])) -> [0.25]``
+    Example:
+        >>> hinge_loss(np.array([[0.5, -2.]]), np.array([[1., -1.]])).values
+        array([0.25])
     """
     margins = _hinge_margins(input, target)
     # einsum sums short rows several times faster than sum(axis=-1)

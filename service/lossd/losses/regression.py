@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,10 @@ from ._spec import (
     FLOAT_DTYPES,
     INT_DTYPES,
     NON_NEGATIVE,
+    Check,
+    GradFn,
     Kind,
+    LossFn,
     LossSpec,
     OptionSpec,
     TensorSpec,
@@ -49,7 +53,7 @@ WEIGHT = TensorSpec("weight", "weight", "same shape as input", optional=True,
                     dims=ANY_SHAPE)
 
 
-def _check_pair(arrays: dict[str, np.ndarray], options: dict) -> None:
+def _check_pair(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     """target broadcasts against input; a weight has exactly the broadcast (= input) shape."""
     if not any(arrays[k].dtype.kind == "f" for k in ("input", "target")):
         raise fail("input", f"expected floating point input or target; got "
@@ -97,7 +101,8 @@ def _weight_grad(loss: Callable[..., None], upstream: np.ndarray, input: np.ndar
                  target: np.ndarray) -> np.ndarray:
     """d(Σ upstream·w·l)/dw = upstream·l for a loss ``l`` weighted elementwise."""
     unweighted = elementwise(loss, input, target)
-    return np.multiply(unweighted, upstream, out=unweighted)
+    grad: np.ndarray = np.multiply(unweighted, upstream, out=unweighted)
+    return grad
 
 
 def _weighted(local: Callable[..., None]) -> Callable[..., None]:
@@ -114,7 +119,9 @@ def l1_loss(input: np.ndarray, target: np.ndarray, *,
             weight: np.ndarray | None = None) -> Terms:
     """Absolute error ``|x - y|`` (torch.nn.L1Loss); weighted mean ``Σ w·l / Σ w``.
 
-    Example: ``l1_loss(np.array([1., -2.]), np.array([0., 0.])).values -> [1., 2.]``
+    Example:
+        >>> l1_loss(np.array([1., -2.]), np.array([0., 0.])).values
+        array([1., 2.])
     """
     values = elementwise(_abs_diff, input, target)
     if weight is None:
@@ -138,7 +145,9 @@ def mse_loss(input: np.ndarray, target: np.ndarray, *,
              weight: np.ndarray | None = None) -> Terms:
     """Squared error ``(x - y)²`` (torch.nn.MSELoss); weighted mean ``Σ w·l / Σ w``.
 
-    Example: ``mse_loss(np.array([1., -2.]), np.array([0., 0.])).values -> [1., 4.]``
+    Example:
+        >>> mse_loss(np.array([1., -2.]), np.array([0., 0.])).values
+        array([1., 4.])
     """
     values = elementwise(_squared_diff, input, target)
     if weight is None:
@@ -259,7 +268,7 @@ def smooth_l1_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndar
     return _pair_vjp(local, upstream, input, target)
 
 
-def _check_huber(arrays: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+def _check_huber(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> dict[str, np.ndarray]:
     """torch's huber kernel computes in input's dtype: a float64 target beside a float32 input
     is rounded to float32 first (l1, mse and smooth_l1 promote instead)."""
     _check_pair(arrays, options)
@@ -297,9 +306,9 @@ def huber_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray,
 REDUCTION = reduction_option()
 
 
-def _register_pair(name: str, fn, grad, tensors: tuple[TensorSpec, ...],
+def _register_pair(name: str, fn: LossFn, grad: GradFn, tensors: tuple[TensorSpec, ...],
                    options: tuple[OptionSpec, ...] = (), torch: str = "",
-                   check=_check_pair, weights_tensor: str | None = None) -> None:
+                   check: Check = _check_pair, weights_tensor: str | None = None) -> None:
     """Register a loss of (input, target[, weight]) with torch's broadcasting rules."""
     register(LossSpec(name, fn, tensors, (REDUCTION, *options),
                       torch=torch or f"torch.nn.functional.{name}_loss", family=FAMILY,
@@ -356,7 +365,7 @@ def _grads(upstream: np.ndarray, local: Callable[..., tuple[np.ndarray, ...]],
             for (name, array), grad in zip(arrays.items(), grads)}
 
 
-def _check_poisson(arrays: dict[str, np.ndarray], options: dict) -> None:
+def _check_poisson(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     """target broadcasts against input (integers alone are fine: torch computes in float32)."""
     broadcast_shape("target", arrays["target"], "input", arrays["input"])
 
@@ -369,10 +378,12 @@ def poisson_nll_loss(input: np.ndarray, target: np.ndarray, *, log_input: bool =
     ``full`` adds the Stirling term ``y·log y - y + ½·log(2πy)`` where ``y > 1`` only (torch
     masks ``y <= 1`` to 0, so a nan target stays nan). Targets are not range-checked.
 
-    Example: ``poisson_nll_loss(np.array([0.]), np.array([2.])).values -> [1.]``
+    Example:
+        >>> poisson_nll_loss(np.array([0.]), np.array([2.])).values
+        array([1.])
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        values = np.exp(x) - y * x if log_input else x - y * np.log(x + eps)
+        values: np.ndarray = np.exp(x) - y * x if log_input else x - y * np.log(x + eps)
         if full:
             stirling = y * np.log(y) - y + 0.5 * np.log((2 * np.pi) * y)
             values = values + np.where(y <= 1, 0, stirling).astype(values.dtype)
@@ -408,7 +419,7 @@ def _as_broadcast_var(var: np.ndarray, input: np.ndarray) -> np.ndarray:
     return var
 
 
-def _check_gaussian(arrays: dict[str, np.ndarray], options: dict) -> None:
+def _check_gaussian(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     """torch's var rules: non-negative; input's shape, input's shape minus the last dim
     (unsqueezed), or input's ndim with the mismatching dims of var summing to 1 (one size-1
     dim). A 0-d var fits only a 0-d or 1-D input, as in torch. All three must broadcast."""
@@ -448,13 +459,14 @@ def gaussian_nll_loss(input: np.ndarray, target: np.ndarray, var: np.ndarray, *,
     Shapes broadcast; a var one dim short of input is unsqueezed at the end first (torch's
     homoscedastic form). 'mean' averages every element.
 
-    Example: ``gaussian_nll_loss(np.array([1.]), np.array([0.]), np.array([1.])).values
-    -> [0.5]``
+    Example:
+        >>> gaussian_nll_loss(np.array([1.]), np.array([0.]), np.array([1.])).values
+        array([0.5])
     """
     def formula(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         v = np.clip(w, eps, np.inf)  # max(var, eps): nan stays nan
         d = np.subtract(x, y)
-        values = 0.5 * (np.log(v) + d * d / v)
+        values: np.ndarray = 0.5 * (np.log(v) + d * d / v)
         return values + HALF_LOG_2PI if full else values
 
     return Terms(piecewise(formula, input, target, _as_broadcast_var(var, input)))
@@ -492,11 +504,14 @@ def log_cosh_loss(input: np.ndarray, target: np.ndarray) -> Terms:
     (NumPy's own loop is not vectorised and ten times slower). Keras averages over the last axis
     before its batch reduction; lossd keeps one value per element and reduces like torch.
 
-    Example: ``log_cosh_loss(np.array([0., 1.]), np.array([0., 0.])).values -> [0., 0.4338]``
+    Example:
+        >>> log_cosh_loss(np.array([0., 1.]), np.array([0., 0.])).values
+        array([0.    , 0.4338])
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = np.abs(np.subtract(x, y))
-        return d + np.log1p(np.exp(-2 * d)) - LOG2
+        values: np.ndarray = d + np.log1p(np.exp(-2 * d)) - LOG2
+        return values
 
     return Terms(piecewise(formula, input, target))
 
@@ -523,10 +538,13 @@ def mape_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Te
     ``keras.losses.MeanAbsolutePercentageError``; ``eps`` is Keras's ``backend.epsilon()``,
     1e-7). Keras averages over the last axis first; lossd reduces like torch.
 
-    Example: ``mape_loss(np.array([1., 3.]), np.array([2., 2.])).values -> [50., 50.]``
+    Example:
+        >>> mape_loss(np.array([1., 3.]), np.array([2., 2.])).values
+        array([50., 50.])
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return 100 * np.abs(np.subtract(y, x)) / _at_least(np.abs(y), eps)
+        values: np.ndarray = 100 * np.abs(np.subtract(y, x)) / _at_least(np.abs(y), eps)
+        return values
 
     return Terms(piecewise(formula, input, target))
 
@@ -534,7 +552,8 @@ def mape_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Te
 def _at_least(x: np.ndarray, low: float) -> np.ndarray:
     """``max(x, low)``, nan kept; ``clip`` is several times faster than ``maximum`` with a
     scalar."""
-    return np.clip(x, low, np.inf)
+    clipped: np.ndarray = np.clip(x, low, np.inf)
+    return clipped
 
 
 def mape_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
@@ -564,11 +583,14 @@ def msle_loss(input: np.ndarray, target: np.ndarray, *, eps: float = 1e-7) -> Te
     same function, without float32 cancellation near 0). Keras averages over the last axis
     first; lossd reduces like torch.
 
-    Example: ``msle_loss(np.array([np.e - 1]), np.array([0.])).values -> [~1.]``
+    Example:
+        >>> msle_loss(np.array([np.e - 1]), np.array([0.])).values  # ~1: y is clipped at eps
+        array([1.000])
     """
     def formula(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = np.log1p(_at_least(x, eps)) - np.log1p(_at_least(y, eps))
-        return d * d
+        values: np.ndarray = d * d
+        return values
 
     return Terms(piecewise(formula, input, target))
 

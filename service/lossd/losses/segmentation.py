@@ -46,7 +46,9 @@ from ._spec import (
     ANY,
     FLOAT_DTYPES,
     PROBABILITY,
+    GradFn,
     Kind,
+    LossFn,
     LossSpec,
     OptionSpec,
     TensorSpec,
@@ -70,10 +72,11 @@ def _probabilities(input: np.ndarray, activation: str) -> np.ndarray:
     if activation == "sigmoid":
         # σ(x) = 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) below: e^-|x| never overflows
         small = np.exp(-np.abs(input))
-        return np.where(input >= 0, 1, small) / (1 + small)
+        sigmoid: np.ndarray = np.where(input >= 0, 1, small) / (1 + small)
+        return sigmoid
     if activation == "softmax":
         # max-shift over the class axis; an all -inf column is nan, as torch.softmax
-        p = input - np.max(input, axis=1, keepdims=True, initial=-np.inf)
+        p: np.ndarray = input - np.max(input, axis=1, keepdims=True, initial=-np.inf)
         np.exp(p, out=p)
         p /= p.sum(axis=1, keepdims=True)
         return p
@@ -96,7 +99,8 @@ def _masks(target: np.ndarray, input: np.ndarray) -> np.ndarray:
         return _flat(target)
     labels = target.reshape(target.shape[0], 1, math.prod(target.shape[1:])).astype(np.intp)
     classes = np.arange(input.shape[1]).reshape(1, -1, 1)
-    return (labels == classes).astype(input.dtype)
+    one_hot: np.ndarray = (labels == classes).astype(input.dtype)
+    return one_hot
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,9 @@ def dice_loss(input: np.ndarray, target: np.ndarray, *, activation: str = "none"
     ``Σp² + Σt²`` in the denominator — not this one. Shapes ``(N, C, *spatial)`` and targets as
     in the module docstring; values ``(N, C)``.
 
-    Example: ``dice_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), smooth=0).values
-    -> [[1/3]]``
+    Example:
+        >>> dice_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), smooth=0).values  # 1/3
+        array([[0.333...]])
     """
     return _DICE.loss(input, target, activation=activation, smooth=smooth, eps=eps)
 
@@ -195,8 +200,9 @@ def jaccard_loss(input: np.ndarray, target: np.ndarray, *, activation: str = "no
     intersection, smoothing on both terms, clamp at eps). MONAI's ``DiceLoss(jaccard=True)``
     smooths ``2·TP`` over ``2·union`` instead (same loss at ``smooth=0``). Values ``(N, C)``.
 
-    Example: ``jaccard_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), smooth=0).values
-    -> [[0.5]]``
+    Example:
+        >>> jaccard_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), smooth=0).values
+        array([[0.5]])
     """
     return _JACCARD.loss(input, target, activation=activation, smooth=smooth, eps=eps)
 
@@ -221,8 +227,10 @@ def tversky_loss(input: np.ndarray, target: np.ndarray, *, alpha: float = 0.5,
     raises the class *mean* to γ instead (the same for γ = 1). Sources: SMP
     ``soft_tversky_score``, MONAI ``TverskyLoss``, Keras ``Tversky``. Values ``(N, C)``.
 
-    Example: ``tversky_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), alpha=0.3,
-    beta=0.7, smooth=0).values -> [[0.4118]]`` (1 - 1/1.7)
+    Example:
+        >>> tversky_loss(np.array([[[1., 0.]]]), np.array([[[1., 1.]]]), alpha=0.3,
+        ...              beta=0.7, smooth=0).values  # 1 - 1/1.7
+        array([[0.4118]])
     """
     return _tversky(alpha, beta).loss(input, target, activation=activation, smooth=smooth,
                                       eps=eps, gamma=gamma)
@@ -285,7 +293,7 @@ OPTIONS = (
 )
 
 
-def _register(name: str, fn: Any, grad: Any, source: str,
+def _register(name: str, fn: LossFn, grad: GradFn, source: str,
               extra: tuple[OptionSpec, ...] = ()) -> None:
     register(LossSpec(name, fn, (INPUT, TARGET), (REDUCTION, *extra, *OPTIONS),
                       torch=f"none ({source}; per (sample, class))", family=FAMILY,

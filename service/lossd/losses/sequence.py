@@ -13,7 +13,7 @@ time only, each step a few whole-array operations over the batch and the ``L`` p
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def _logsumexp(*terms: np.ndarray) -> np.ndarray:
     for term in terms[2:]:
         np.maximum(top, term, out=top)
     top[top == -np.inf] = 0
-    total = np.exp(terms[0] - top)
+    total: np.ndarray = np.exp(terms[0] - top)
     for term in terms[1:]:
         total += np.exp(term - top)
     np.log(total, out=total)
@@ -173,13 +173,18 @@ def ctc_loss(log_probs: np.ndarray, targets: np.ndarray, input_lengths: np.ndarr
         targets: (N, S) padded, (Σ target_lengths,) concatenated, or (S,) unbatched.
         input_lengths: (N,) or ().
         target_lengths: (N,) or ().
+        blank: index of the blank class, in [0, C).
+        zero_infinity: impossible alignments give 0 (and a zero gradient) instead of inf.
 
     Returns:
         Terms with values (N,) or (), scale ``1 / max(target_lengths, 1)``.
 
     Example:
-        ``ctc_loss(np.log(np.full((2, 2), 0.5)), np.array([1]), np.array(2), np.array(1))``
-        has values ``-log 0.75`` (alignments "1 1", "0 1", "1 0").
+        Alignments "1 1", "0 1" and "1 0" collapse to the target "1": ``-log 0.75``.
+
+        >>> ctc_loss(np.log(np.full((2, 2), 0.5)), np.array([1]), np.array(2),
+        ...          np.array(1)).values
+        array(0.2877)
     """
     lattice = _lattice(log_probs, targets, input_lengths, target_lengths, blank)
     values = _negative_log_likelihood(lattice, _alpha(lattice))
@@ -235,7 +240,7 @@ def ctc_loss_grad(upstream: np.ndarray, log_probs: np.ndarray, targets: np.ndarr
     return {"log_probs": grad.reshape(log_probs.shape)}
 
 
-def _check_ctc(arrays: dict[str, np.ndarray], options: dict) -> None:
+def _check_ctc(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     """torch's checks (ctc_loss_allocate_outputs), plus target values in [0, C) which torch's
     CPU kernel does not check (it reads out of bounds)."""
     log_probs, targets = arrays["log_probs"], arrays["targets"]
