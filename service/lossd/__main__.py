@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from multiprocessing.sharedctypes import Synchronized
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -39,7 +41,11 @@ log = logging.getLogger("lossd")
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (``LOSSD_LOG_JSON``): ts, level, logger, msg[, exc]."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """``{"ts": ..., "level": ..., "logger": ..., "msg": ...}``, plus ``exc`` with a
+        traceback."""
         entry: dict[str, Any] = {"ts": round(record.created, 6), "level": record.levelname,
                                  "logger": record.name, "msg": record.getMessage()}
         if record.exc_info:
@@ -48,6 +54,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings) -> None:
+    """Route every logger to stderr at ``settings.log_level``, as JSON if ``log_json``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_json
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -65,6 +72,8 @@ class _HttpServer(uvicorn.Server):
 
 
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port`` (IPv6 if ``host`` has a colon);
+    ``reuse_port`` lets several workers share the port (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -128,7 +137,7 @@ def _run(settings: Settings) -> int:
         return asyncio.run(serve(settings))
 
 
-def _worker(settings: Settings, code: Any) -> None:
+def _worker(settings: Settings, code: Synchronized[int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
     code.value = _run(settings)
 
@@ -148,7 +157,7 @@ def run_workers(settings: Settings) -> int:
     for child in children:
         child.start()
 
-    def forward(signum: int, frame: Any) -> None:
+    def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:
             if child.is_alive() and child.pid:
                 with contextlib.suppress(ProcessLookupError):
@@ -164,12 +173,14 @@ def run_workers(settings: Settings) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
+    """Settings from ``lossd serve [--flag ...]``: one flag per Settings field, over the
+    ``LOSSD_*`` environment."""
     parser = argparse.ArgumentParser(prog="lossd", description="Loss computation service")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run REST and gRPC servers")
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        if field.annotation is bool or field.annotation == "bool":
+        if field.annotation is bool:
             serve_cmd.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                    default=None, help=field.description)
         else:
@@ -183,6 +194,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``lossd`` command: serve in this process, or in ``--workers N`` processes; exits
+    with the servers' exit code."""
     settings = parse_args(argv)
     sys.exit(run_workers(settings) if settings.workers > 1 else _run(settings))
 

@@ -51,6 +51,8 @@ NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class Encoding(str, Enum):
+    """How a tensor travels: the three JSON encodings (module docstring), or gRPC raw bytes."""
+
     LIST = "list"
     DATA = "data"
     B64 = "b64"
@@ -67,6 +69,7 @@ class Limits:
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
+        """The limits configured in ``settings`` (one shared object per configuration)."""
         return _limits(settings.max_tensor_elements, settings.max_ndim, settings.max_tensors)
 
 
@@ -104,6 +107,11 @@ def _fail(field: str, message: str) -> InvalidArgument:
 
 
 def check_shape(shape: Sequence[Any], field: str, limits: Limits) -> tuple[int, ...]:
+    """A wire shape as a tuple, once it is a list of non-negative ints within ``limits``.
+
+    Raises ``InvalidArgument`` (not ints, too many dims, negative) or ``PayloadTooLarge`` (too
+    many elements, or, for an empty tensor, dims that would span too many).
+    """
     if not isinstance(shape, (list, tuple)) or not all(
             isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise _fail(field, f"shape must be a list of integers; got {shape!r}"[:300])
@@ -222,7 +230,22 @@ def _json_depth_ok(obj: Any, limit: int) -> bool:
 
 def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
               ) -> tuple[np.ndarray, Encoding, bool]:
-    """Decode a JSON tensor; returns (array, encoding used, was bfloat16)."""
+    """Decode a JSON tensor; returns (array, encoding used, was bfloat16).
+
+    ``obj`` is a nested list, or an object with ``dtype``, ``shape`` and ``data`` or ``b64``
+    (see the module docstring). A nested list of integers becomes float64 when ``spec`` is a
+    float tensor or an input. Raises ``InvalidArgument`` naming ``field``, or
+    ``PayloadTooLarge`` beyond ``limits``.
+
+    Example:
+        >>> limits = Limits(max_tensor_elements=100, max_ndim=4)
+        >>> from_json([[1, 2], [3, "NaN"]], "inputs.input", None, limits)
+        (array([[ 1.,  2.],
+               [ 3., nan]]), <Encoding.LIST: 'list'>, False)
+        >>> from_json({"dtype": "float32", "shape": [2], "b64": "AACAPwAAAEA="},
+        ...           "inputs.input", None, limits)[0]
+        array([1., 2.], dtype=float32)
+    """
     if isinstance(obj, dict):
         unknown = set(obj) - {"dtype", "shape", "data", "b64"}
         if unknown:
@@ -280,6 +303,7 @@ def _json_values(array: np.ndarray) -> Any:
 
 
 def scalar_json(array: np.ndarray | np.generic) -> Any:
+    """A one-element array as a JSON-ready scalar; non-finite floats as the proto3 strings."""
     value = np.asarray(array).reshape(())[()]
     if isinstance(value, np.floating) and not np.isfinite(value):
         return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
@@ -287,7 +311,17 @@ def scalar_json(array: np.ndarray | np.generic) -> Any:
 
 
 def to_json(array: np.ndarray, encoding: Encoding, bfloat16: bool = False) -> Any:
-    """Encode ``array`` in ``encoding`` (bfloat16 results rounded to bfloat16)."""
+    """Encode ``array`` in ``encoding`` (bfloat16 results rounded to bfloat16).
+
+    Non-finite floats become "NaN", "Infinity" and "-Infinity"; otherwise numbers stay a
+    C-contiguous NumPy array, which orjson writes natively.
+
+    Example:
+        >>> to_json(np.array([0.5, np.inf], dtype=np.float32), Encoding.DATA)
+        {'dtype': 'float32', 'shape': [2], 'data': [0.5, 'Infinity']}
+        >>> to_json(np.array([1.0, 2.0], dtype=np.float32), Encoding.B64)
+        {'dtype': 'float32', 'shape': [2], 'b64': 'AACAPwAAAEA='}
+    """
     dtype = BFLOAT16 if bfloat16 else array.dtype.name
     if bfloat16:
         bits = float32_to_bfloat16(array)
@@ -301,6 +335,7 @@ def to_json(array: np.ndarray, encoding: Encoding, bfloat16: bool = False) -> An
 
 
 def to_bytes(array: np.ndarray, bfloat16: bool = False) -> bytes:
+    """Little-endian raw bytes of ``array`` (as uint16 bfloat16 bit patterns if ``bfloat16``)."""
     if bfloat16:
         return float32_to_bfloat16(array).astype("<u2").tobytes()
     return np.asarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

@@ -22,6 +22,8 @@ from enum import Enum
 
 
 class ErrorCode(str, Enum):
+    """Transport-neutral error codes; each guard maps them to HTTP and gRPC statuses."""
+
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
@@ -43,6 +45,7 @@ class LossdError(Exception):
         self.field = field
 
     def to_dict(self) -> dict[str, str]:
+        """``{"code", "message"[, "field"]}``, the error body of the native REST API."""
         body = {"code": self.code.value, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
@@ -50,6 +53,8 @@ class LossdError(Exception):
 
 
 class InvalidArgument(LossdError):
+    """A bad shape, dtype, option or value; the message says what was expected and got."""
+
     code = ErrorCode.INVALID_ARGUMENT
 
 
@@ -58,6 +63,8 @@ class MalformedRequest(InvalidArgument):
 
 
 class NotFound(LossdError):
+    """Something unknown: a loss (model), a model version, a run, a route."""
+
     code = ErrorCode.NOT_FOUND
 
 
@@ -68,18 +75,26 @@ class FailedPrecondition(LossdError):
 
 
 class PayloadTooLarge(LossdError):
+    """Over a size limit (body bytes, tensors, elements per tensor)."""
+
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class Unavailable(LossdError):
+    """Not taking work now (queue full, draining); the client may retry."""
+
     code = ErrorCode.UNAVAILABLE
 
 
 class DeadlineExceeded(LossdError):
+    """The call's deadline passed before it was computed; the work was dropped."""
+
     code = ErrorCode.DEADLINE_EXCEEDED
 
 
 class Unauthenticated(LossdError):
+    """API keys are on and the request's key is missing or wrong."""
+
     code = ErrorCode.UNAUTHENTICATED
 
 

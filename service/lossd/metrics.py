@@ -35,10 +35,10 @@ class MultiProcessRegistry(CollectorRegistry):
         super().register(self.collector)
 
     def register(self, collector: Collector) -> None:
-        pass
+        """Ignored: the collector's values reach the scrape through the worker files."""
 
     def unregister(self, collector: Collector) -> None:
-        pass
+        """Ignored, as :meth:`register`."""
 
 
 class Metrics:

@@ -87,6 +87,7 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the compute threads and one batching worker per thread."""
         self._pool = ThreadPoolExecutor(self.settings.compute_threads,
                                         thread_name_prefix="lossd-compute")
         self._workers = [asyncio.create_task(self._work(), name=f"lossd-batcher-{i}")
@@ -101,10 +102,12 @@ class Engine:
 
     @property
     def live(self) -> bool:
+        """Started and not yet stopped (liveness)."""
         return self._running
 
     @property
     def draining(self) -> bool:
+        """:meth:`drain` has begun: new work is refused."""
         return self._draining
 
     @property
@@ -143,6 +146,7 @@ class Engine:
     async def compute(self, loss: str, arrays: Mapping[str, np.ndarray],
                       options: Mapping[str, Any] | None = None, *, grad: bool = False,
                       timeout: float | None = None) -> Result:
+        """Validate, queue and compute one call: :meth:`prepare` then :meth:`submit`."""
         return await self.submit(self.prepare(loss, arrays, options), grad=grad,
                                  timeout=timeout)
 

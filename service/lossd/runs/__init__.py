@@ -1,5 +1,7 @@
 """Evaluation runs: dataset-level losses fed by many workers, each batch counted exactly once.
 
+The package's two parts::
+
     RunManager      create / add / get / finish / delete (what the frontends call)
     RunStore        the storage interface; SqliteStore (embedded) and RedisStore (shared)
 """

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from .. import codec
@@ -65,12 +66,14 @@ class Definition:
     expected_batches: int
 
     def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal definitions give equal text."""
         return definition_json({"loss": self.loss, "options": self.options,
                                 "tensors": self.tensors,
                                 "expected_batches": self.expected_batches})
 
     @classmethod
     def from_json(cls, text: str) -> Definition:
+        """The definition :meth:`to_json` wrote."""
         obj = orjson.loads(text)
         return cls(obj["loss"], obj["options"], obj["tensors"], obj["expected_batches"])
 
@@ -90,12 +93,15 @@ class RunView:
 
     @property
     def complete(self) -> bool:
+        """Every expected batch is counted (never, when ``expected_batches`` is 0)."""
         expected = self.definition.expected_batches
         return expected > 0 and self.aggregate.batches >= expected
 
 
 @dataclass(frozen=True)
 class BatchAnswer:
+    """The answer to an added batch: whether this call counted it, and the run's count."""
+
     counted: bool  # False: this batch id was already counted (a retry)
     batches: int
 
@@ -103,7 +109,7 @@ class BatchAnswer:
 class RunMetrics:
     """``lossd_runs_total{event}`` and ``lossd_run_batches_total{outcome}`` (this process)."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.runs = PromCounter("lossd_runs", "Evaluation runs, by event", ["event"],
                                 registry=registry)
         self.batches = PromCounter("lossd_run_batches", "Batches sent to evaluation runs, by "
@@ -190,6 +196,7 @@ class RunManager:
         return self.store
 
     async def close(self) -> None:
+        """Close the store, if it was opened."""
         if self._opened is not None and self._opened.done() and not self._opened.exception():
             await self.store.close()
 
@@ -345,6 +352,7 @@ class RunManager:
         return view
 
     async def delete(self, run_id: str) -> None:
+        """Delete the run and its batches; ``NotFound`` when there is no such run."""
         if not isinstance(run_id, str) or not RUN_ID.match(run_id) or not await (
                 await self._ready()).delete(run_id):
             raise NotFound(f"run {run_id!r} does not exist", field="run_id")

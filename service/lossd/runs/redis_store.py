@@ -92,6 +92,7 @@ class RedisStore:
         self._client: Any = None
 
     async def open(self) -> None:
+        """Connect (checked with a PING) and register the Lua scripts."""
         client = aioredis.from_url(self.url, decode_responses=True)
         try:
             await client.ping()
@@ -104,16 +105,20 @@ class RedisStore:
         self._finish = self._client.register_script(FINISH)
 
     async def close(self) -> None:
+        """Close the connection pool."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
     async def create(self, run_id: str, definition: str, now: float) -> str:
-        return await self._create(keys=_keys(run_id)[:1],
-                                  args=[definition, repr(now), self.ttl_ms, OPEN])
+        """:meth:`RunStore.create`, as one Lua script."""
+        stored: str = await self._create(keys=_keys(run_id)[:1],
+                                         args=[definition, repr(now), self.ttl_ms, OPEN])
+        return stored
 
     async def add(self, run_id: str, record: BatchRecord, signature: Signature,
                   expected_batches: int, now: float) -> AddOutcome:
+        """:meth:`RunStore.add`: every check, the record and the counter in one Lua script."""
         added, batches, stored = await self._add(
             keys=_keys(run_id),
             args=[record.batch_id, record.encode(), record.digest, signature.key,
@@ -122,6 +127,7 @@ class RedisStore:
         return AddOutcome(Added(added), int(batches), fixed.text if fixed else "")
 
     async def look(self, run_id: str, batch_id: str) -> Look:
+        """:meth:`RunStore.look`, in one MULTI/EXEC read."""
         run_key, batches_key = _keys(run_id)
         async with self._client.pipeline(transaction=True) as pipe:  # one consistent read
             record, (batches, signature) = await pipe.hget(batches_key, batch_id).hmget(
@@ -130,6 +136,7 @@ class RedisStore:
         return Look(digest, int(batches or 0), decode_signature(signature))
 
     async def load(self, run_id: str) -> RunSnapshot | None:
+        """:meth:`RunStore.load`, in one MULTI/EXEC read."""
         run_key, batches_key = _keys(run_id)
         async with self._client.pipeline(transaction=True) as pipe:  # one consistent read
             run, batches = await pipe.hgetall(run_key).hgetall(batches_key).execute()
@@ -141,11 +148,14 @@ class RedisStore:
                            [BatchRecord.decode(b, r) for b, r in batches.items()])
 
     async def finish(self, run_id: str, now: float) -> bool:
+        """:meth:`RunStore.finish`, as one Lua script (which also renews the TTL)."""
         return bool(await self._finish(keys=_keys(run_id), args=[FINISHED, repr(now),
                                                                  self.ttl_ms]))
 
     async def delete(self, run_id: str) -> bool:
+        """:meth:`RunStore.delete`: both keys in one DEL."""
         return bool(await self._client.delete(*_keys(run_id)))
 
     async def sweep(self, now: float) -> int:
+        """Nothing to do: :meth:`RunStore.sweep`'s work is done by the keys' TTL."""
         return 0  # keys expire on their own (TTL renewed by every write)

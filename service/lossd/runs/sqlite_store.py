@@ -69,6 +69,7 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
     async def open(self) -> None:
+        """Open (or create) the file in WAL mode with ``synchronous=FULL``; create the schema."""
         def connect() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
@@ -84,22 +85,26 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
 
     async def close(self) -> None:
+        """Close the connection and stop the store's thread."""
         if self._db is not None:
             await self._call(lambda db: db.close())
             self._db = None
         self._thread.shutdown(wait=True)
 
     async def create(self, run_id: str, definition: str, now: float) -> str:
+        """:meth:`RunStore.create`: ``INSERT OR IGNORE``, then read back, in one transaction."""
         def create(db: sqlite3.Connection) -> str:
             with _transaction(db):
                 db.execute("INSERT OR IGNORE INTO runs (id, definition, state, created, updated)"
                            " VALUES (?, ?, ?, ?, ?)", (run_id, definition, OPEN, now, now))
-                return db.execute("SELECT definition FROM runs WHERE id = ?",
-                                  (run_id,)).fetchone()[0]
+                stored: str = db.execute("SELECT definition FROM runs WHERE id = ?",
+                                         (run_id,)).fetchone()[0]
+                return stored
         return await self._call(create)
 
     async def add(self, run_id: str, record: BatchRecord, signature: Signature,
                   expected_batches: int, now: float) -> AddOutcome:
+        """:meth:`RunStore.add`: every check, the record and the counter in one transaction."""
         def add(db: sqlite3.Connection) -> AddOutcome:
             with _transaction(db):
                 run = db.execute("SELECT state, signature, batches FROM runs WHERE id = ?",
@@ -128,6 +133,7 @@ class SqliteStore:
         return await self._call(add)
 
     async def look(self, run_id: str, batch_id: str) -> Look:
+        """:meth:`RunStore.look`, in one read transaction."""
         def look(db: sqlite3.Connection) -> Look:
             with _transaction(db, "BEGIN"):  # one consistent read
                 run = db.execute("SELECT batches, signature FROM runs WHERE id = ?",
@@ -140,6 +146,7 @@ class SqliteStore:
         return await self._call(look)
 
     async def load(self, run_id: str) -> RunSnapshot | None:
+        """:meth:`RunStore.load`, in one read transaction."""
         def load(db: sqlite3.Connection) -> RunSnapshot | None:
             with _transaction(db, "BEGIN"):  # one consistent read
                 run = db.execute("SELECT definition, state, signature, created, updated "
@@ -154,6 +161,7 @@ class SqliteStore:
         return await self._call(load)
 
     async def finish(self, run_id: str, now: float) -> bool:
+        """:meth:`RunStore.finish`."""
         def finish(db: sqlite3.Connection) -> bool:
             with _transaction(db):
                 return db.execute("UPDATE runs SET state = ?, updated = ? WHERE id = ?",
@@ -161,6 +169,7 @@ class SqliteStore:
         return await self._call(finish)
 
     async def delete(self, run_id: str) -> bool:
+        """:meth:`RunStore.delete`: the batches and the run in one transaction."""
         def delete(db: sqlite3.Connection) -> bool:
             with _transaction(db):
                 db.execute("DELETE FROM batches WHERE run_id = ?", (run_id,))
@@ -168,6 +177,7 @@ class SqliteStore:
         return await self._call(delete)
 
     async def sweep(self, now: float) -> int:
+        """:meth:`RunStore.sweep` (nothing when ``retention_s`` is 0)."""
         if self.retention_s <= 0:
             return 0
         cutoff = now - self.retention_s

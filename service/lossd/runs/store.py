@@ -37,6 +37,8 @@ class Added(str, Enum):
 
 @dataclass(frozen=True)
 class AddOutcome:
+    """What an add did (:class:`Added`), with the run's batch count after it."""
+
     added: Added
     batches: int = 0  # batches counted in the run after this call
     signature: str = ""  # the run's signature text (for MISMATCH messages)
@@ -62,6 +64,7 @@ class BatchRecord:
 
     @classmethod
     def decode(cls, batch_id: str, text: str | bytes) -> BatchRecord:
+        """The record stored as ``text`` (from :meth:`encode`) under ``batch_id``."""
         obj = json.loads(text)
         total, scaled, weight, rows, elements, *addend = obj["s"]
         return cls(batch_id, obj["w"], obj["d"], Stats(
@@ -70,10 +73,12 @@ class BatchRecord:
 
 
 def encode_signature(sig: Signature) -> str:
+    """A signature as stored with its run (JSON)."""
     return json.dumps({"key": sig.key, "text": sig.text, "dtype": sig.dtype})
 
 
 def decode_signature(text: str | bytes | None) -> Signature | None:
+    """The signature :func:`encode_signature` stored; None when the run has none yet."""
     if not text:
         return None
     obj = json.loads(text)
@@ -105,9 +110,11 @@ class RunSnapshot:
 class RunStore(Protocol):
     """Storage of runs. Every method is atomic on its own (and across processes)."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect (and create the schema if needed); called once before any other method."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the connection; the stored runs stay."""
 
     async def create(self, run_id: str, definition: str, now: float) -> str:
         """Create ``run_id`` unless it exists; returns the stored definition either way."""
@@ -122,7 +129,9 @@ class RunStore(Protocol):
         """What an add of ``batch_id`` would meet (a cheap read before computing the batch;
         ``add`` decides, atomically)."""
 
-    async def load(self, run_id: str) -> RunSnapshot | None: ...
+    async def load(self, run_id: str) -> RunSnapshot | None:
+        """The run and all its batch records, read consistently; None when there is no such
+        run."""
 
     async def finish(self, run_id: str, now: float) -> bool:
         """Mark finished; False when there is no such run."""
