@@ -17,6 +17,7 @@ OPEN_GRPC = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def authorized(header: str | None, keys: frozenset[str]) -> bool:
+    """Whether ``header`` is ``Bearer <key>`` for one of ``keys`` (compared in constant time)."""
     if not header or not header.startswith("Bearer "):
         return False
     token = header[len("Bearer "):].strip().encode()
@@ -25,5 +26,6 @@ def authorized(header: str | None, keys: frozenset[str]) -> bool:
 
 
 def refusal() -> Unauthenticated:
+    """The error both transports answer a missing or wrong key with (401 / UNAUTHENTICATED)."""
     return Unauthenticated("missing or invalid API key: send 'Authorization: Bearer <key>'",
                            field="authorization")

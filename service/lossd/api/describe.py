@@ -24,8 +24,9 @@ def describe(spec: LossSpec) -> dict[str, Any]:
 
 
 def describe_tensor(tensor: TensorSpec) -> dict[str, Any]:
-    """One tensor; ``dims`` lists its forms (``[["N", "C"], ["C"]]``, ``"*"`` for any dims) and
-    ``values`` its range (``null`` for any real), bounds possibly dim names::
+    """One tensor; ``dims`` lists its forms (``[["N", "C"], ["C"]]``, ``"*"`` for any dims).
+
+    ``values`` is its range (``null`` for any real), bounds possibly dim names::
 
         {"low": 0, "high": "C", "low_open": false, "high_open": true, "integer": true,
          "choices": null}
@@ -42,4 +43,5 @@ def describe_tensor(tensor: TensorSpec) -> dict[str, Any]:
 
 
 def describe_all() -> list[dict[str, Any]]:
+    """Every registered loss, described as by :func:`describe`, sorted by name (``/v1/losses``)."""
     return [describe(spec) for spec in sorted(REGISTRY.values(), key=lambda s: s.name)]

@@ -47,6 +47,6 @@ def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def add_port(server: grpc.aio.Server, address: str, settings: Settings) -> int:
     """Bind ``address`` with TLS when configured; returns the port."""
     credentials = grpc_credentials(settings)
-    if credentials is None:
-        return server.add_insecure_port(address)
-    return server.add_secure_port(address, credentials)
+    port: int = (server.add_insecure_port(address) if credentials is None
+                 else server.add_secure_port(address, credentials))
+    return port

@@ -42,6 +42,7 @@ GRAD_PREFIX = "grad_"
 
 
 def server_version() -> str:
+    """The installed lossd package's version ("unknown" when run from a source tree)."""
     try:
         return metadata.version("lossd")
     except metadata.PackageNotFoundError:
@@ -49,6 +50,7 @@ def server_version() -> str:
 
 
 def server_metadata() -> dict[str, Any]:
+    """V2 server metadata: name, version and the protocol extensions lossd supports."""
     return {"name": "lossd", "version": server_version(), "extensions": list(EXTENSIONS)}
 
 
@@ -91,6 +93,7 @@ def model_metadata(spec: LossSpec) -> dict[str, Any]:
 
 
 def output_names(spec: LossSpec) -> list[str]:
+    """``loss`` then ``grad_<tensor>`` for each differentiable tensor of ``spec``."""
     return [LOSS_OUTPUT] + [GRAD_PREFIX + name for name in spec.differentiable]
 
 
@@ -109,11 +112,12 @@ def flatten(data: Any, field: str) -> list[Any]:
     """V2 JSON tensor data: a flat or nested list, row-major."""
     if not isinstance(data, list):
         raise InvalidArgument(f"{field}: data must be a (nested) list of values", field=field)
-    while data and isinstance(data[0], list):
-        if not all(isinstance(item, list) for item in data):
+    values: list[Any] = data
+    while values and isinstance(values[0], list):
+        if not all(isinstance(item, list) for item in values):
             raise InvalidArgument(f"{field}: data mixes lists and values", field=field)
-        data = [value for item in data for value in item]
-    return data
+        values = [value for item in values for value in item]
+    return values
 
 
 def builder(name: str, version: str | None, limits: codec.Limits) -> CallBuilder:

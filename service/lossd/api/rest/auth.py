@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from ..auth import OPEN_PATHS, authorized, refusal
 
@@ -18,7 +18,8 @@ class RestAuth:
         self.app, self.keys = app, keys
         self.open = OPEN_PATHS + (("/metrics",) if metrics_open else ())
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass open paths and authorized requests to the app; answer the rest with 401."""
         if scope["type"] != "http" or scope["path"].startswith(self.open) or scope[
                 "path"] in ("/v2/health/live", "/v2/health/ready"):
             return await self.app(scope, receive, send)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
 
 
 class QuietDisconnect:
@@ -22,7 +25,8 @@ class QuietDisconnect:
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; a request cancelled because its client left ends without an answer."""
         try:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
@@ -36,7 +40,7 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def run_watching_client(request: Request, work: Awaitable[Any]) -> Any:
+async def run_watching_client(request: Request, work: Awaitable[T]) -> T:
     """Await ``work`` in this task; if the HTTP client disconnects first, cancel it (dropping
     queued work) and raise ``CancelledError("client disconnected")``.
 

@@ -87,6 +87,8 @@ def _ok(description: str, body_schema: dict[str, Any], status: int = 200
 
 
 def aggregate_json(aggregate: Aggregate) -> dict[str, Any]:
+    """A dataset-level loss as JSON: the value and dtype, plus the counts and sums it
+    reduces (``sum``, ``weight``, ``samples``, ``elements``, ``batches``)."""
     s = aggregate.stats
     return {"loss": aggregate.loss, "reduction": aggregate.reduction,
             "value": codec.scalar_json(aggregate.value), "dtype": aggregate.value.dtype.name,
@@ -96,6 +98,7 @@ def aggregate_json(aggregate: Aggregate) -> dict[str, Any]:
 
 
 def run_json(run: RunView) -> dict[str, Any]:
+    """A run as JSON: its definition, state, signature, timestamps and current aggregate."""
     d = run.definition
     return {"run_id": run.run_id, "loss": d.loss, "options": {**d.options, **d.tensors},
             "state": run.state, "expected_batches": d.expected_batches or None,

@@ -1,4 +1,4 @@
-"""JSON request bodies, with ``b64`` tensor strings cut out before the parser sees them.
+r"""JSON request bodies, with ``b64`` tensor strings cut out before the parser sees them.
 
 A ``{"dtype", "shape", "b64"}`` tensor of a million float32 is a 5.3 MB string: handing it to
 orjson costs a UTF-8 scan and a str copy (about 6 ms per 10 MB body), the depth pre-scan another
@@ -15,8 +15,8 @@ Why the result is the one the plain parse gives:
   by the opening quote of a string value: the ``"`` after ``{``/``,``/whitespace is not escaped,
   so were the ``{``/``,`` inside a string that quote would close it and ``b64"`` after a string
   is not JSON; outside strings, ``"b64"`` after ``{`` or ``,`` followed by ``:`` is a key.
-* The value ends at the next ``"``, unless a ``\\`` escape precedes it; a cut is kept only when
-  it decodes as strict base64, whose alphabet has no ``"``, ``\\``, control or non-ASCII byte:
+* The value ends at the next ``"``, unless a ``\`` escape precedes it; a cut is kept only when
+  it decodes as strict base64, whose alphabet has no ``"``, ``\``, control or non-ASCII byte:
   then it is plain string content and its JSON string is exactly those characters. Anything
   else (escapes, whitespace, a bad character) falls back to the plain parse of the whole body,
   which raises the error it always raised (invalid JSON, or ``b64 is not valid base64``).
@@ -24,7 +24,7 @@ Why the result is the one the plain parse gives:
   skeleton tokenizes as the body does: same validity, same brackets (same depth), same values
   elsewhere. Any failure to parse the skeleton falls back to the plain parse, so error
   messages stay those of the plain path.
-* Placeholders cannot be forged: the skeleton must have no ``\\`` (so no string in it is
+* Placeholders cannot be forged: the skeleton must have no ``\`` (so no string in it is
   written with escapes) and hold the marker exactly once per cut, so a parsed string equal to a
   placeholder is one this module wrote; each must come back exactly once, as the ``b64`` value
   of a tensor object (keys among dtype, shape, data, b64). Duplicate keys, a placeholder out of
@@ -65,6 +65,8 @@ def loads(body: bytes, max_depth: int) -> Any:
 
 
 def loads_plain(body: bytes, max_depth: int) -> Any:
+    """The body parsed whole by orjson after the depth check (no cuts); ``MalformedRequest``
+    if it is not JSON or nests deeper than ``max_depth``."""
     depth.check_json_depth(body, max_depth)
     try:
         return orjson.loads(body)

@@ -1,4 +1,4 @@
-"""JSON request bodies parsed as they stream in: ``b64`` strings decoded chunk by chunk.
+r"""JSON request bodies parsed as they stream in: ``b64`` strings decoded chunk by chunk.
 
 :func:`jsonbody.loads` needs the whole body: joining a 10 MB body's chunks, then a second pass
 that finds and decodes each ``b64`` string in the (by then cold) joined copy, cost about as much
@@ -17,7 +17,7 @@ is hot in cache, and keeps nothing of the body but the skeleton and the decoded 
   :func:`codec.decode_b64` gives for the whole string.
 * At the end the skeleton goes through :func:`jsonbody.loads_skeleton`, as in
   :func:`jsonbody.loads`. On any doubt (a string that is not strict base64 — escapes such as
-  PHP's ``\\/`` or .NET's ``\\u002B`` included —, an unterminated one, a skeleton that does not
+  PHP's ``\/`` or .NET's ``\u002B`` included —, an unterminated one, a skeleton that does not
   parse or whose placeholders do not come back) the body is rebuilt and parsed plainly, which is
   what :func:`jsonbody.loads` does then. The body is rebuilt exactly, without keeping the
   chunks: each cut is the base64 encoding of its decoded bytes, except a padded last group,
@@ -134,6 +134,7 @@ class JsonStream:
         self.plain: list[bytes] | None = None  # the body, once it is to be parsed plainly
 
     def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the body (the first is held until a second one arrives)."""
         if not chunk:
             return
         if not self.streaming:

@@ -9,7 +9,7 @@ import grpc
 from ..auth import OPEN_GRPC, authorized, refusal
 
 
-class GrpcAuth(grpc.aio.ServerInterceptor):
+class GrpcAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped: no stubs
     """Refuses calls without a valid ``authorization`` metadata entry (UNAUTHENTICATED)."""
 
     def __init__(self, keys: frozenset[str]) -> None:
@@ -26,6 +26,8 @@ class GrpcAuth(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails
                                 ) -> Any:
+        """The method's handler if the call is open or authorized, else one that aborts
+        with UNAUTHENTICATED."""
         if details.method.startswith(OPEN_GRPC):
             return await continuation(details)
         metadata = dict(details.invocation_metadata or ())

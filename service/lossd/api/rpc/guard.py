@@ -50,6 +50,8 @@ class Label:
 
 
 class Service(Protocol):
+    """What a guarded handler's service holds: the metrics its calls are counted in."""
+
     metrics: Metrics
 
 

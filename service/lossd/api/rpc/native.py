@@ -69,6 +69,7 @@ class LossService:
 
     @guarded(PROTOCOL)
     async def Compute(self, data: bytes, context: Context, label: Label) -> pb.ComputeResponse:
+        """One loss (and its gradients, if asked) for one request."""
         request, inputs = wire.compute_request(pb.ComputeRequest, data)
         label.name = request.loss
         call = decode_call(request, inputs, self.limits, context.time_remaining())
@@ -101,6 +102,7 @@ class LossService:
     @guarded(None)
     async def ListLosses(self, data: bytes, context: Context, label: Label
                          ) -> pb.ListLossesResponse:
+        """Every registered loss with its tensors and options (as ``/v1/losses``)."""
         wire.parse(pb.ListLossesRequest, data)
         return pb.ListLossesResponse(losses=[
             pb.LossInfo(name=d["name"], summary=d["summary"], torch=d["torch"],

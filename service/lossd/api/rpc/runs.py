@@ -46,6 +46,8 @@ class RunService:
 
     @guarded(PROTOCOL, "runs")
     async def CreateRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        """Create a run from its loss and options (tensor options included), or return the
+        existing one with the same ``run_id`` and definition."""
         request = parse(rpb.CreateRunRequest, data)
         tensor_options = {k: v.tensor for k, v in request.options.items()
                           if v.WhichOneof("kind") == "tensor"}
@@ -59,6 +61,8 @@ class RunService:
     @guarded(PROTOCOL, "runs")
     async def AddBatch(self, data: bytes, context: Context, label: Label
                        ) -> rpb.AddBatchResponse:
+        """Compute one batch of the run and count it once (a retried ``batch_id`` is not
+        counted again)."""
         request = parse(rpb.AddBatchRequest, data)
         definition = await self.runs.definition(request.run_id)
         call = self._tensors(definition.loss, request.inputs, "inputs")
@@ -68,14 +72,17 @@ class RunService:
 
     @guarded(PROTOCOL, "runs")
     async def GetRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        """The run and its aggregate over the batches counted so far."""
         return run_message(await self.runs.get(parse(rpb.RunRef, data).run_id))
 
     @guarded(PROTOCOL, "runs")
     async def FinishRun(self, data: bytes, context: Context, label: Label) -> rpb.Run:
+        """Close the run to new batches; its aggregate stays readable."""
         return run_message(await self.runs.finish(parse(rpb.RunRef, data).run_id))
 
     @guarded(PROTOCOL, "runs")
     async def DeleteRun(self, data: bytes, context: Context, label: Label
                         ) -> rpb.DeleteRunResponse:
+        """Delete the run (NOT_FOUND if it does not exist)."""
         await self.runs.delete(parse(rpb.RunRef, data).run_id)
         return rpb.DeleteRunResponse()

@@ -79,6 +79,7 @@ class GrpcServer:
         self.port = tls.add_port(self.server, f"{settings.host}:{settings.grpc_port}", settings)
 
     async def start(self) -> None:
+        """Start serving, every service SERVING in the health service."""
         await self.server.start()
         await self.set_serving(True)
 
@@ -90,6 +91,7 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
+        """Stop; calls still running get ``grace`` seconds before they are cancelled."""
         await self.server.stop(grace)
 
 

@@ -120,24 +120,28 @@ class InferenceService:
     @guarded(None)
     async def ServerLive(self, data: bytes, context: Context, label: Label
                          ) -> pb.ServerLiveResponse:
+        """Always live while the server answers."""
         parse(pb.ServerLiveRequest, data)
         return pb.ServerLiveResponse(live=True)
 
     @guarded(None)
     async def ServerReady(self, data: bytes, context: Context, label: Label
                           ) -> pb.ServerReadyResponse:
+        """Ready until the drain starts."""
         parse(pb.ServerReadyRequest, data)
         return pb.ServerReadyResponse(ready=self.engine.ready)
 
     @guarded(None)
     async def ServerMetadata(self, data: bytes, context: Context, label: Label
                              ) -> pb.ServerMetadataResponse:
+        """Server name, version and protocol extensions."""
         parse(pb.ServerMetadataRequest, data)
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     @guarded(None)
     async def ModelReady(self, data: bytes, context: Context, label: Label
                          ) -> pb.ModelReadyResponse:
+        """Whether a model (a loss) is ready; NOT_FOUND for an unknown model or version."""
         request = parse(pb.ModelReadyRequest, data)
         v2.model(request.name, request.version)
         return pb.ModelReadyResponse(ready=self.engine.ready)
@@ -145,6 +149,7 @@ class InferenceService:
     @guarded(None)
     async def ModelMetadata(self, data: bytes, context: Context, label: Label
                             ) -> pb.ModelMetadataResponse:
+        """A loss as a V2 model: its input and output tensors with datatypes and shapes."""
         request = parse(pb.ModelMetadataRequest, data)
         info = v2.model_metadata(v2.model(request.name, request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
@@ -156,6 +161,7 @@ class InferenceService:
     @guarded(PROTOCOL)
     async def ModelInfer(self, data: bytes, context: Context, label: Label
                          ) -> pb.ModelInferResponse:
+        """Compute a loss (and gradients, when outputs ask for them) from V2 tensors."""
         request, raw = infer_request(pb.ModelInferRequest, data)
         label.name = request.model_name
         call, outputs = decode(request, raw, self.limits, context.time_remaining())
