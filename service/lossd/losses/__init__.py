@@ -18,6 +18,7 @@ from ._compute import (
     Prepared,
     Result,
     backward,
+    check_options,
     compute,
     evaluate,
     finish,
@@ -33,7 +34,7 @@ from ._stats import Stats
 __all__ = [
     "ANY", "REGISTRY", "Aggregate", "Dim", "Form", "Kind", "LossSpec", "OptionSpec", "Prepared",
     "Reduction", "Result", "Signature", "Stats", "TensorSpec", "Terms", "Values", "backward",
-    "batch_axes", "batch_key", "batch_size", "compute", "concat", "cotangent", "dataset_reduction",
-    "evaluate", "finish", "get_spec", "gradients", "option_value", "prepare", "reduce",
-    "signature", "split_grads", "split_terms", "weights_cotangent",
+    "batch_axes", "batch_key", "batch_size", "check_options", "compute", "concat", "cotangent",
+    "dataset_reduction", "evaluate", "finish", "get_spec", "gradients", "option_value",
+    "prepare", "reduce", "signature", "split_grads", "split_terms", "weights_cotangent",
 ]

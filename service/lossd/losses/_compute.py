@@ -104,6 +104,20 @@ def _compute_dtype(spec: LossSpec, arrays: Mapping[str, np.ndarray]) -> tuple[np
     return (FLOAT32 if out == FLOAT16 else out), out
 
 
+def check_options(spec: LossSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of ``spec``: the given ones checked (names, types, bounds), the rest at
+    torch's defaults. Raises ``InvalidArgument`` naming the first wrong option."""
+    known = spec.option_map
+    opts = spec.defaults()
+    for key, value in options.items():
+        if key not in known:
+            raise InvalidArgument(f"{str(key)[:64]}: unknown option for loss {spec.name!r}; "
+                                  f"expected one of {', '.join(known)}",
+                                  field=f"options.{str(key)[:64]}")
+        opts[key] = option_value(known[key], value)
+    return opts
+
+
 def prepare(name: str, arrays: Mapping[str, np.ndarray],
             options: Mapping[str, Any] | None = None) -> Prepared:
     """Validate a call fully. Raises ``NotFound`` or ``InvalidArgument``; never mutates inputs."""
@@ -124,13 +138,7 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
             raise fail(key, f"dtype {array.dtype.name} is not accepted; expected one of "
                             f"{', '.join(tensors[key].accepted_dtypes)}")
 
-    known = spec.option_map
-    opts = spec.defaults()
-    for key, value in (options or {}).items():
-        if key not in known:
-            raise InvalidArgument(f"{key}: unknown option for loss {name!r}; expected one of "
-                                  f"{', '.join(known)}", field=f"options.{key}")
-        opts[key] = option_value(known[key], value)
+    opts = check_options(spec, options or {})
     reduction = opts.pop("reduction")
 
     if spec.check is not None:

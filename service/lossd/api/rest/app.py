@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,8 +25,8 @@ from ...engine import Engine
 from ...errors import MalformedRequest, NotFound
 from ...runs import RunManager
 from ...settings import Settings
-from .. import schema
 from ..v2 import server_version
+from . import openapi
 from .auth import RestAuth
 from .disconnect import QuietDisconnect
 from .evaluation import add_evaluation_routes
@@ -40,8 +41,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 def create_app(settings: Settings, engine: Engine, runs: RunManager | None = None) -> ASGIApp:
     """The REST app around ``engine`` (which the caller starts and drains); the evaluation
     routes are mounted when ``runs`` is given."""
-    app = FastAPI(title="lossd", version=server_version(), description=schema.DESCRIPTION,
-                  openapi_tags=schema.TAGS)
+    app = FastAPI(title="lossd", version=server_version(), description=openapi.DESCRIPTION,
+                  openapi_tags=openapi.TAGS)
     guard = Guard(engine.metrics, "rest", native_error)
     endpoint = ComputeEndpoint(settings, engine, guard)
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
         return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     add_native_routes(app, settings, engine, endpoint)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_v2_routes(app, settings, engine, Guard(engine.metrics, V2_PROTOCOL, v2_error))
     if runs is not None:
         add_evaluation_routes(app, settings, engine, runs, guard)
@@ -83,3 +85,15 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
     front: Any = QuietDisconnect(ComputeFastPath(app, endpoint))
     keys = settings.keys()
     return RestAuth(front, keys, not settings.metrics_auth) if keys else front
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the components the routes refer to (``Tensor``, per-loss
+    request models), built once."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes, tags=app.openapi_tags)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(
+            openapi.components())
+        app.openapi_schema = schema
+    return app.openapi_schema

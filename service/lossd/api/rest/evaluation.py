@@ -29,12 +29,14 @@ from ...errors import LossdError, MalformedRequest
 from ...losses import REGISTRY, Aggregate, get_spec
 from ...runs import RunManager, RunView
 from ...settings import Settings
-from .. import schema
+from . import openapi as schema
 from .body import ndjson_lines, parse_json, read_json, request_timeout
 from .guard import Guard, json_response
 from .native import decode_call, encode_answer
 
 NDJSON = "application/x-ndjson"
+NDJSON_BODY = {"type": "string", "minLength": 2,
+               "description": "one compute body ({inputs, options, grad}) per line"}
 
 RunId = Annotated[str, Path(description="the run's id", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                             max_length=128)]
@@ -112,7 +114,16 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
     """Add the stream and run routes to ``app``."""
     limits = codec.Limits.of(settings)
 
-    @app.post("/v1/losses/{name}/stream", tags=["evaluation"], include_in_schema=False)
+    @app.post("/v1/losses/{name}/stream", tags=["evaluation"],
+              summary="A dataset-level loss over a stream of batches (NDJSON upload)",
+              responses={**_ok("each batch's answer, in order, and the aggregate", {
+                  "type": "object", "properties": {
+                      "results": {"type": "array", "items": {"type": "object"}},
+                      "aggregate": AGGREGATE_SCHEMA}}), **schema.ERRORS},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  NDJSON: {"schema": NDJSON_BODY},
+                  "text/plain": {"schema": NDJSON_BODY, "example": '{"inputs": {"input": '
+                                 '[1.0, 2.0], "target": [1.5, 2.5]}}'}}}})
     async def stream(name: str, request: Request) -> Response:
         async def handle() -> Response:
             get_spec(name)
@@ -125,6 +136,9 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
                     results.append(encode_answer(call, await evaluation.add(call)))
                 except LossdError as error:
                     results.append({"error": error.to_dict()})
+            if not results:
+                raise MalformedRequest("body: expected one compute body per line; got none",
+                                       field="body")
             return json_response({"results": results,
                                   "aggregate": aggregate_json(evaluation.result())})
         return await guard(name, request, handle)

@@ -23,12 +23,10 @@ from ...errors import LossdError, MalformedRequest
 from ...losses import REGISTRY, Result, get_spec
 from ...settings import Settings
 from .. import describe
-from .. import schema as openapi
+from . import openapi
 from .body import read_json, request_timeout
 from .disconnect import run_watching_client
 from .guard import Guard, json_response, native_error
-
-COMPUTE_FIELDS = ("inputs", "options", "grad")
 
 
 def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
@@ -38,32 +36,22 @@ def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
 
     Tensor-valued options (class ``weight``) may travel in ``options`` too.
     """
+    builder = CallBuilder(loss, limits, where)
     if not isinstance(body, dict):
         raise MalformedRequest(f"{where}body: expected an object", field=f"{where}body")
-    allowed = COMPUTE_FIELDS + (("loss",) if where else ())
-    for key in body:
-        if key not in allowed:
-            raise MalformedRequest(f"{where}{str(key)[:64]}: unknown field; expected "
-                                   f"{', '.join(allowed)}", field=f"{where}{str(key)[:64]}")
-    inputs, options, grad = body.get("inputs"), body.get("options", {}), body.get("grad", False)
-    if not isinstance(inputs, dict):
-        raise MalformedRequest(f"{where}inputs: expected an object of tensors",
-                               field=f"{where}inputs")
-    if not isinstance(options, dict):
-        raise MalformedRequest(f"{where}options: expected an object", field=f"{where}options")
-    if not isinstance(grad, bool):
-        raise MalformedRequest(f"{where}grad: expected true or false", field=f"{where}grad")
-    builder = CallBuilder(loss, limits, where)
+    openapi.validate_request(builder.spec, {k: v for k, v in body.items() if k != "loss"}
+                             if where else body, where)
+    inputs, options = body["inputs"], body.get("options", {})
     tensor_options = {k: v for k, v in options.items() if builder.is_tensor(k)}
     builder.check_count(len(inputs) + len(tensor_options))
     for group, tensors in (("inputs", inputs), ("options", tensor_options)):
         for name, value in tensors.items():
-            field = f"{where}{group}.{name}"
+            field = f"{where}{group}.{name[:64]}"
             array, encoding, bf16 = codec.from_json(value, field, builder.spec.tensor_map.get(name),
                                                     limits)
             builder.add_tensor(name, array, field=field, bfloat16=bf16, encoding=encoding)
     builder.options = {k: v for k, v in options.items() if k not in tensor_options}
-    builder.grad, builder.timeout = grad, timeout
+    builder.grad, builder.timeout = body.get("grad", False), timeout
     return builder.build()
 
 
@@ -135,12 +123,18 @@ def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
         except LossdError as error:
             return native_error(error)
 
-    @app.post("/v1/losses/{name}", tags=["losses"], summary="Compute a loss (and gradients)",
-              response_model=openapi.ComputeResponse, responses=openapi.ERRORS,
-              openapi_extra=openapi.compute_body())
-    async def compute(name: openapi.LossName, request: Request) -> Response:
-        # requests for registered losses are served by ComputeFastPath before routing; this
-        # route documents the API and answers the rest (404 for an unknown name)
+    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
+        app.add_api_route(
+            f"/v1/losses/{spec.name}", _documented(endpoint, spec.name), methods=["POST"],
+            tags=["losses"], summary=f"{spec.name}: {spec.summary}"[:120],
+            description=f"torch equivalent: {spec.torch}", operation_id=f"compute_{spec.name}",
+            response_model=openapi.ComputeResponse, responses=openapi.ERRORS,
+            openapi_extra=openapi.compute_body(spec))
+
+    @app.post("/v1/losses/{name}", include_in_schema=False)
+    async def compute(name: str, request: Request) -> Response:
+        # registered losses are served by ComputeFastPath before routing (each documented by
+        # its own route above); this route answers the rest: 404 for an unknown name
         return await endpoint(name, request)
 
     @app.post("/v1/batch", tags=["losses"], summary="Several computations, answered in order",
@@ -149,19 +143,13 @@ def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
     async def batch(request: Request) -> Response:
         async def handle() -> Response:
             body = await read_json(request, settings)
-            items = body.get("requests")
-            if set(body) != {"requests"} or not isinstance(items, list):
-                raise MalformedRequest("requests: expected {\"requests\": [...]}",
-                                       field="requests")
+            openapi.validate_batch(body)
             timeout = request_timeout(request)
             # a malformed item fails the whole request (422, like any schema error); an item
             # that is well-formed but wrong (unknown loss, bad shape) answers its own error
             calls: list[Call | LossdError] = []
-            for i, item in enumerate(items):
+            for i, item in enumerate(body["requests"]):
                 where = f"requests[{i}]."
-                if not isinstance(item, dict) or not isinstance(item.get("loss"), str):
-                    raise MalformedRequest(f"{where}loss: expected a loss name",
-                                           field=f"{where}loss")
                 try:
                     calls.append(decode_call(item["loss"], item, limits, where, timeout))
                 except MalformedRequest:
@@ -182,3 +170,11 @@ def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
             return json_response({"results": results})
         return await guard("batch", request, handle)
 
+
+
+def _documented(endpoint: ComputeEndpoint, loss: str
+                ) -> Callable[[Request], Awaitable[Response]]:
+    """The documented route of one loss (ComputeFastPath answers it before routing)."""
+    async def compute(request: Request) -> Response:
+        return await endpoint(loss, request)
+    return compute

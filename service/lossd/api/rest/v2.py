@@ -12,13 +12,14 @@ the header's length is in ``Inference-Header-Content-Length``; an input whose
 ``parameters.binary_data_size`` is set takes the next that many bytes. Outputs travel binary when
 the output's ``parameters.binary_data`` is true, or, when it is absent, when the request's
 ``parameters.binary_data_output`` is. Errors are V2's ``{"error": "<message>"}`` with the
-status of :data:`lossd.api.rest.guard.HTTP_STATUS`. The routes stay out of ``/openapi.json``: the
-KServe specification documents them.
+status of :data:`lossd.api.rest.guard.HTTP_STATUS`; ``/openapi.json`` documents the routes.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ from ...errors import InvalidArgument, LossdError, MalformedRequest, NotFound, U
 from ...losses import Result
 from ...settings import Settings
 from .. import v2
-from . import depth
+from . import depth, openapi
 from .body import read_body, request_timeout
 from .disconnect import run_watching_client
 from .guard import JSON, Guard, json_response, v2_error
@@ -42,7 +43,6 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_SIZE = "binary_data_size"
 BINARY_OUTPUT = "binary_data_output"
 OCTETS = "application/octet-stream"
-MODEL_PATHS = ("/v2/models/{loss}", "/v2/models/{loss}/versions/{version}")
 
 
 def parse_header(raw: bytes) -> dict[str, Any]:
@@ -203,29 +203,36 @@ class InferRequest:
 
 def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard) -> None:
     """Mount the V2 routes on ``app`` (same engine, same auth middleware as native REST)."""
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(tags=["v2"])
+    live_ok = openapi.json_answer(
+        {"type": "object", "properties": {"live": {"type": "boolean"}}}, "alive")
+    ready_ok = openapi.json_answer(
+        {"type": "object", "properties": {"ready": {"type": "boolean"}}}, "ready")
 
-    @router.get("/v2")
+    @router.get("/v2", summary="Server metadata", responses=openapi.v2_responses(
+        ok=openapi.json_answer({"type": "object"}, "name, version, extensions")))
     async def server_metadata() -> Response:
         return json_response(v2.server_metadata())
 
-    @router.get("/v2/health/live")
+    @router.get("/v2/health/live", summary="Server is live",
+                responses=openapi.v2_responses(ok=live_ok))
     async def live() -> Response:
         return json_response({"live": True})
 
-    @router.get("/v2/health/ready")
+    @router.get("/v2/health/ready", summary="Server is ready",
+                responses=openapi.v2_responses(503, ok=ready_ok))
     async def ready() -> Response:
         if engine.ready:
             return json_response({"ready": True})
         return v2_error(Unavailable("not ready: draining or overloaded"))
 
-    async def model_metadata(loss: str, version: str | None = None) -> Response:
+    async def model_metadata(loss: str, version: str | None) -> Response:
         try:
             return json_response(v2.model_metadata(v2.model(loss, version)))
         except LossdError as error:
             return v2_error(error)
 
-    async def model_ready(loss: str, version: str | None = None) -> Response:
+    async def model_ready(loss: str, version: str | None) -> Response:
         try:
             v2.model(loss, version)
         except LossdError as error:
@@ -235,7 +242,7 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard
         return v2_error(Unavailable(f"model {loss!r} not ready: server draining or "
                                     f"overloaded"))
 
-    async def infer(loss: str, request: Request, version: str | None = None) -> Response:
+    async def infer(loss: str, version: str | None, request: Request) -> Response:
         async def handle() -> Response:
             body = await read_body(request, settings.max_body_bytes)
             infer = InferRequest(loss, version, body, request.headers.get(HEADER_LENGTH),
@@ -243,12 +250,29 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard
             return infer.answer(await run_watching_client(request, engine.run(infer.call)))
         return await guard(loss, request, handle)
 
-    for path in MODEL_PATHS:
-        router.add_api_route(path, model_metadata, methods=["GET"])
-        router.add_api_route(path + "/ready", model_ready, methods=["GET"])
-        router.add_api_route(path + "/infer", infer, methods=["POST"])
+    metadata_ok = openapi.json_answer({"type": "object", "description": "name, versions, "
+                                       "platform, inputs and outputs (name, datatype, shape)"},
+                                      "the model")
+    Route = tuple[str, Callable[..., Awaitable[Response]], str, str, dict[int | str, Any],
+                  dict[str, Any]]
+    routes: list[Route] = [
+        ("", model_metadata, "GET", "Model metadata",
+         openapi.v2_responses(404, ok=metadata_ok), {}),
+        ("/ready", model_ready, "GET", "Model is ready",
+         openapi.v2_responses(404, 503, ok=ready_ok), {}),
+        ("/infer", infer, "POST", "Compute the loss (V2 inference)",
+         openapi.v2_responses(400, 404, 413, 503, 504, ok=openapi.V2_INFER_OK),
+         openapi.v2_infer_body())]
+    for suffix, handler, method, summary, responses, body in routes:
+        router.add_api_route(f"/v2/models/{{loss}}{suffix}", _latest(handler),
+                             methods=[method], summary=summary, responses=responses,
+                             openapi_extra=body or None)
+        router.add_api_route(f"/v2/models/{{loss}}/versions/{{version}}{suffix}", handler,
+                             methods=[method], summary=f"{summary} (a version)",
+                             responses=responses, openapi_extra=body or None)
 
-    @router.api_route("/v2/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @router.api_route("/v2/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                      include_in_schema=False)
     async def unknown(rest: str, request: Request) -> Response:
         """Anything else under /v2: 405 when another method would match, else 404."""
         for route in router.routes:
@@ -260,3 +284,15 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard
 
     unknown_route = router.routes[-1]
     app.include_router(router)
+
+
+def _latest(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """``handler`` for the path without a version (the model's only version)."""
+    if "request" in inspect.signature(handler).parameters:
+        async def with_request(loss: str, request: Request) -> Response:
+            return await handler(loss, None, request)
+        return with_request
+
+    async def without_request(loss: str) -> Response:
+        return await handler(loss, None)
+    return without_request

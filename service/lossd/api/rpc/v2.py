@@ -26,6 +26,7 @@ from .guard import Context, Label, guarded
 from .wire import infer_request, parse
 
 SERVICE = "inference.GRPCInferenceService"
+BINARY_SIZE = "binary_data_size"
 PROTOCOL = "v2-grpc"
 CONTENTS = {  # datatype -> the InferTensorContents field that carries it
     "BOOL": "bool_contents", "UINT8": "uint_contents", "INT8": "int_contents",
@@ -73,9 +74,16 @@ def decode(request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview],
     call.check_count(len(request.inputs))
     for i, tensor in enumerate(request.inputs):
         where = f"inputs.{tensor.name[:64]}"
-        if tensor.parameters:
+        parameters = dict(tensor.parameters)
+        size = parameters.pop(BINARY_SIZE, None)  # KServe's client states each raw size
+        if parameters:
             raise InvalidArgument(f"{where}.parameters: unsupported "
-                                  f"{sorted(tensor.parameters)[0][:64]!r}", field=where)
+                                  f"{sorted(parameters)[0][:64]!r}; only {BINARY_SIZE}",
+                                  field=where)
+        if size is not None and (not raw or size.WhichOneof("parameter_choice") != "int64_param"
+                                 or size.int64_param != len(raw[i])):
+            raise InvalidArgument(f"{where}.parameters.{BINARY_SIZE}: expected the byte length "
+                                  f"of its raw_input_contents entry", field=where)
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidArgument(f"{where}: contents must be empty when "
