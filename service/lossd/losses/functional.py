@@ -7,7 +7,6 @@ defaults. For gradients too, call :func:`lossd.losses.compute` with ``grad=True`
 
 Example:
     >>> import numpy as np
-import numpy.typing as npt
     >>> from lossd.losses import cross_entropy, mse
     >>> mse(np.array([1.0, 2.0]), np.array([0.0, 0.0]))
     array(2.5)
