@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import codec
 from ...calls import Call, CallBuilder
@@ -74,6 +75,7 @@ class ComputeEndpoint:
         self.limits = codec.Limits.of(settings)
 
     async def __call__(self, name: str, request: Request) -> Response:
+        """Answer one compute request for loss ``name`` (errors too: the guard maps them)."""
         async def handle() -> Response:
             body = await read_json(request, self.settings)
             call = decode_call(name, body, self.limits, timeout=request_timeout(request))
@@ -93,10 +95,11 @@ class ComputeFastPath:
 
     PREFIX = "/v1/losses/"
 
-    def __init__(self, app: Callable[..., Awaitable[None]], endpoint: ComputeEndpoint) -> None:
+    def __init__(self, app: ASGIApp, endpoint: ComputeEndpoint) -> None:
         self.app, self.endpoint = app, endpoint
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a compute request for a registered loss; pass anything else on."""
         path = scope.get("path", "")
         if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(
                 self.PREFIX) and path[len(self.PREFIX):] in REGISTRY:
