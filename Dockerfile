@@ -12,17 +12,18 @@ FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# --- build: a self-contained venv with lossd and its runtime dependencies only ---------------
+# --- build: a self-contained venv with lossd[server] only, at the versions in constraints.txt --
 FROM base AS build
 ARG PIP_CERT
 ARG PIP_INDEX_URL
 RUN python3 -m venv /opt/lossd
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md constraints.txt /src/
 COPY service /src/service
 # empty build args must not reach pip as empty settings
 RUN [ -n "${PIP_CERT:-}" ] || unset PIP_CERT; \
     [ -n "${PIP_INDEX_URL:-}" ] || unset PIP_INDEX_URL; \
-    /opt/lossd/bin/python -m pip install --no-cache-dir --disable-pip-version-check /src \
+    /opt/lossd/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
+        -c /src/constraints.txt '/src[server]' \
  && /opt/lossd/bin/python -m pip uninstall --yes --quiet pip setuptools \
  && find /opt/lossd -name '*.dist-info' -prune -o -name tests -type d -prune -exec rm -rf {} +
 

@@ -1,58 +1,73 @@
 # lossd: `make serve` and `make test` work on a fresh machine with only Python 3.11 and pip.
+# Each target installs (editable, into .venv) only the extras it needs, always at the versions in
+# constraints.txt. One stamp per set of extras: `make serve` then `make test` adds the test tools
+# and keeps what is installed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+INSTALL := $(PY) -m pip install --quiet -c constraints.txt
+DEPS := pyproject.toml constraints.txt
+SERVER := $(VENV)/.server
+TEST := $(VENV)/.test
+TORCH := $(VENV)/.torch
+BENCH := $(VENV)/.bench
 
 .PHONY: install serve test parity golden proto bench bench-core soak fuzz container-test clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(SERVER): $(DEPS) | $(PY)
+	$(INSTALL) -e '.[server]'
+	touch $@
 
-serve: $(STAMP)  ## REST on :8000, gRPC on :50051
+# each larger set holds the smaller ones, so its stamp stands for them too
+$(TEST): $(DEPS) | $(PY)
+	$(INSTALL) -e '.[server,test]'
+	touch $@ $(SERVER)
+
+$(TORCH): $(DEPS) | $(PY)
+	$(INSTALL) -e '.[server,test,parity]'
+	touch $@ $(TEST) $(SERVER)
+
+$(BENCH): $(DEPS) | $(PY)
+	$(INSTALL) -e '.[server,test,bench]'
+	touch $@ $(TEST) $(SERVER)
+
+install: $(TEST)
+
+serve: $(SERVER)  ## REST on :8000, gRPC on :50051
 	$(VENV)/bin/lossd serve
 
-test: $(STAMP)  ## the whole suite (torch-only tests are skipped unless torch is installed)
+test: $(TEST)  ## the whole suite (torch-only tests are skipped unless torch is installed)
 	$(PY) -m pytest -q
 
-$(VENV)/.torch: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,parity]'
-	touch $@
-
-parity: $(VENV)/.torch  ## live parity with torch 2.13 (CPU wheel from this machine's disk)
+parity: $(TORCH)  ## live parity with torch 2.13 (CPU wheel from this machine's disk)
 	$(PY) -m pytest -q -m torch tests/core
 
-golden: $(VENV)/.torch  ## regenerate tests/golden/*.json from torch
+golden: $(TORCH)  ## regenerate tests/golden/*.json from torch
 	$(PY) -m tests.golden.generate
 
-proto: $(STAMP)  ## regenerate service/lossd/_proto from protos/
+proto: $(TEST)  ## regenerate service/lossd/_proto from protos/ (grpcio-tools, a test tool)
 	$(PY) protos/generate.py
 
-$(VENV)/.bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
-	touch $@
-
-bench: $(VENV)/.bench  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/img/)
+bench: $(BENCH)  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/img/)
 	$(PY) -m bench.serve --full
 	$(PY) -m bench.plots
 
-soak: $(STAMP)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
+soak: $(SERVER)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300
 
-fuzz: $(VENV)/.torch  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties
+fuzz: $(TORCH)  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties
 	LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 $(PY) -m pytest -q -s \
 		tests/service/test_fuzz_rest.py tests/service/test_fuzz_grpc.py \
 		tests/service/test_codec_properties.py tests/core/test_loss_properties.py
 
-bench-core: $(VENV)/.torch
+bench-core: $(TORCH)
 	$(PY) -m bench.core
 
-container-test: $(STAMP)  ## build the image with podman, run it, compute, SIGTERM (installs podman)
+container-test: $(SERVER)  ## build the image with podman, run it, compute, SIGTERM (installs podman)
 	$(PY) deploy/container_test.py
 
 clean:

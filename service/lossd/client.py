@@ -1,12 +1,12 @@
 """Python client for lossd: NumPy in, NumPy out, over REST or gRPC, sync or async.
 
-    >>> from lossd.client import Client
-    >>> with Client("http://localhost:8000") as lossd:
-    ...     out = lossd.compute("cross_entropy", input=logits, target=labels,
-    ...                         label_smoothing=0.1, grad=True)
-    >>> out.loss, out.grads["input"]
+    >>> from lossd import Client
+    >>> with Client("http://localhost:8000") as client:  # doctest: +SKIP
+    ...     out = client.compute("cross_entropy", input=logits, target=labels,
+    ...                          label_smoothing=0.1, grad=True)
+    >>> out.loss, out.grads["input"]  # doctest: +SKIP
 
-Dataset-level losses: ``lossd.evaluate("cross_entropy", batches, weight=w)`` streams an
+Dataset-level losses: ``client.evaluate("cross_entropy", batches, weight=w)`` streams an
 iterable of ``{"input": ..., "target": ...}`` batches and returns the loss over all of them
 (:class:`Evaluation`); runs shared by many workers: ``create_run``, ``add_batch``
 (idempotent per batch id), ``run``, ``finish_run``, ``delete_run`` (runs are dicts, the REST
@@ -14,20 +14,22 @@ API's JSON; over gRPC the same keys, but ``options``, with non-finite numbers as
 
 ``GrpcClient("localhost:50051")`` has the same methods; ``AsyncClient`` and
 ``AsyncGrpcClient`` are their asyncio twins. Tensors travel as raw little-endian bytes (b64
-over REST). Errors raise :class:`LossdClientError` with the server's code, message and field.
+over REST). Errors raise :class:`LossdError` with the server's code, message and field.
+Needs only what `pip install lossd` brings (numpy, httpx, grpcio, protobuf).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Iterator
+import base64
+import functools
+import json
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
-import orjson
-import pybase64 as base64  # SIMD base64, ~30x faster than the standard library
 
 from ._proto.lossd.v1 import lossd_pb2 as pb
 from ._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
@@ -44,7 +46,13 @@ class LossResult:
     grads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class LossdClientError(Exception):
+class LossdError(Exception):
+    """What the server refused: its error ``code`` (``INVALID_ARGUMENT``, ``NOT_FOUND``, ...),
+    ``message`` and offending ``field``; ``status`` is the HTTP status (None over gRPC).
+
+    The client's error, exported as ``lossd.LossdError``; not the server's own tree
+    (:class:`lossd.errors.LossdError`, what :mod:`lossd.losses` raises in-process)."""
+
     def __init__(self, code: str, message: str, field: str | None = None,
                  status: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
@@ -66,6 +74,31 @@ class Evaluation:
     results: list[LossResult] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Codec:
+    dumps: Callable[[Any], bytes]  # JSON, compact
+    b64encode: Callable[[bytes], bytes]
+    b64decode: Callable[[str | bytes], bytes]
+
+
+@functools.cache
+def _codec() -> _Codec:
+    """orjson and pybase64 (SIMD base64, ~30x faster) when installed, as with ``lossd[server]``;
+    the standard library otherwise. Looked up on first use, so ``import lossd`` stays light."""
+    try:
+        import orjson
+        dumps: Callable[[Any], bytes] = orjson.dumps
+    except ImportError:
+        def dumps(obj: Any) -> bytes:  # what httpx's json= sends
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode()
+    try:
+        import pybase64
+        return _Codec(dumps, pybase64.b64encode, pybase64.b64decode)
+    except ImportError:
+        return _Codec(dumps, base64.b64encode, base64.b64decode)
+
+
 def _split(arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Keyword arguments -> (tensors, scalar options): arrays are tensors, the rest options."""
     tensors = {k: np.asarray(v) for k, v in arrays.items() if isinstance(v, (np.ndarray, list))}
@@ -78,15 +111,15 @@ def _split(arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any
 def _rest_tensor(array: np.ndarray) -> dict[str, Any]:
     array = np.asarray(array, dtype=array.dtype.newbyteorder("<"))
     return {"dtype": array.dtype.name, "shape": list(array.shape),
-            "b64": base64.b64encode(array.tobytes()).decode()}
+            "b64": _codec().b64encode(array.tobytes()).decode()}
 
 
 def _rest_array(obj: Any) -> np.ndarray:
     if isinstance(obj, dict):
         if obj["dtype"] == "bfloat16":
-            bits = np.frombuffer(base64.b64decode(obj["b64"]), "<u2").astype(np.uint32) << 16
+            bits = np.frombuffer(_codec().b64decode(obj["b64"]), "<u2").astype(np.uint32) << 16
             return bits.view(np.float32).reshape(obj["shape"])
-        return np.frombuffer(base64.b64decode(obj["b64"]), np.dtype(obj["dtype"]).newbyteorder(
+        return np.frombuffer(_codec().b64decode(obj["b64"]), np.dtype(obj["dtype"]).newbyteorder(
             "<")).reshape(obj["shape"]).astype(obj["dtype"])
     return np.asarray(float(obj) if isinstance(obj, str) else obj)
 
@@ -101,8 +134,8 @@ def _rest_result(response: httpx.Response) -> LossResult:
     body = response.json()
     if response.status_code != 200:
         error = body.get("error", {})
-        raise LossdClientError(error.get("code", "UNKNOWN"), error.get("message", response.text),
-                               error.get("field"), response.status_code)
+        raise LossdError(error.get("code", "UNKNOWN"), error.get("message", response.text),
+                         error.get("field"), response.status_code)
     return LossResult(_rest_array(body["loss"]),
                       {k: _rest_array(v) for k, v in body.get("grads", {}).items()})
 
@@ -113,21 +146,21 @@ NDJSON = {"content-type": "application/x-ndjson"}
 def _ndjson(batches: Iterable[dict[str, Any]], options: dict[str, Any], grad: bool
             ) -> Iterator[bytes]:
     for batch in batches:
-        yield orjson.dumps(_rest_body({**batch, **options}, grad)) + b"\n"
+        yield _codec().dumps(_rest_body({**batch, **options}, grad)) + b"\n"
 
 
-def _rest_json(response: httpx.Response) -> Any:
-    body = response.json()
+def _rest_json(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
     if response.status_code >= 300:
         error = body.get("error", {})
-        raise LossdClientError(error.get("code", "UNKNOWN"), error.get("message", response.text),
-                               error.get("field"), response.status_code)
+        raise LossdError(error.get("code", "UNKNOWN"), error.get("message", response.text),
+                         error.get("field"), response.status_code)
     return body
 
 
-def _batch_error(i: int, error: dict[str, Any]) -> LossdClientError:
-    return LossdClientError(error.get("code", "UNKNOWN"),
-                            f"batch {i}: {error.get('message', '')}", error.get("field"))
+def _batch_error(i: int, error: dict[str, Any]) -> LossdError:
+    return LossdError(error.get("code", "UNKNOWN"),
+                      f"batch {i}: {error.get('message', '')}", error.get("field"))
 
 
 def _rest_evaluation(response: httpx.Response) -> Evaluation:
@@ -174,12 +207,13 @@ class Client:
                                             json=_rest_body(tensors_and_options, grad)))
 
     def losses(self) -> list[dict[str, Any]]:
-        return self._http.get("/v1/losses").json()["losses"]
+        losses: list[dict[str, Any]] = _rest_json(self._http.get("/v1/losses"))["losses"]
+        return losses
 
     def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *, grad: bool = False,
                  **options: Any) -> Evaluation:
         """Stream ``batches`` (dicts of tensors) as NDJSON; the loss over all of them. Raises
-        :class:`LossdClientError` if any batch was refused (the aggregate would miss it)."""
+        :class:`LossdError` if any batch was refused (the aggregate would miss it)."""
         return _rest_evaluation(self._http.post(f"/v1/losses/{loss}/stream", headers=NDJSON,
                                                 content=_ndjson(batches, options, grad)))
 
@@ -229,7 +263,8 @@ class AsyncClient:
                                                   json=_rest_body(tensors_and_options, grad)))
 
     async def losses(self) -> list[dict[str, Any]]:
-        return (await self._http.get("/v1/losses")).json()["losses"]
+        losses: list[dict[str, Any]] = _rest_json(await self._http.get("/v1/losses"))["losses"]
+        return losses
 
     async def evaluate(self, loss: str, batches: Iterable[dict[str, Any]], *,
                        grad: bool = False, **options: Any) -> Evaluation:
@@ -309,9 +344,9 @@ def _grpc_result(response: pb.ComputeResponse) -> LossResult:
                       {k: grpc_array(v) for k, v in response.grads.items()})
 
 
-def _grpc_error(error: grpc.RpcError) -> LossdClientError:
+def _grpc_error(error: grpc.RpcError) -> LossdError:
     fields = dict(error.trailing_metadata() or ()) if hasattr(error, "trailing_metadata") else {}
-    return LossdClientError(error.code().name, error.details() or "", fields.get("lossd-field"))
+    return LossdError(error.code().name, error.details() or "", fields.get("lossd-field"))
 
 
 def _grpc_evaluation(responses: list[pb.StreamResponse]) -> Evaluation:

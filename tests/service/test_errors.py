@@ -13,7 +13,7 @@ import pytest
 
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from lossd.client import GrpcClient, LossdClientError, grpc_request
+from lossd.client import GrpcClient, LossdError, grpc_request
 
 from .slow import SMALL_MSE, slow_ctc_body
 
@@ -51,7 +51,7 @@ def test_rest_option_out_of_bounds(server) -> None:
 
 def test_grpc_invalid_argument_names_field(server) -> None:
     with GrpcClient(server.grpc_target) as client:
-        with pytest.raises(LossdClientError) as caught:
+        with pytest.raises(LossdError) as caught:
             client.compute("mse", input=np.zeros(3), target=np.zeros(4))
     assert caught.value.code == "INVALID_ARGUMENT"
     assert caught.value.field == "inputs.target"
@@ -81,7 +81,7 @@ def test_unknown_loss_not_found(server) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
     assert httpx.get(f"{server.url}/v1/losses/nope").status_code == 404
     with GrpcClient(server.grpc_target) as client:
-        with pytest.raises(LossdClientError) as caught:
+        with pytest.raises(LossdError) as caught:
             client.compute("nope", input=np.zeros(3), target=np.zeros(3))
     assert caught.value.code == "NOT_FOUND"
 
@@ -102,7 +102,7 @@ def test_body_limits(spawn) -> None:
     r = httpx.post(f"{s.url}/v1/losses/mse", content=chunks())
     assert r.status_code == 413
     with GrpcClient(s.grpc_target) as client:
-        with pytest.raises(LossdClientError) as caught:
+        with pytest.raises(LossdError) as caught:
             client.compute("mse", input=np.zeros(2000), target=np.zeros(2000))
     assert caught.value.code == "RESOURCE_EXHAUSTED"
     r = httpx.post(f"{s.url}/v1/losses/mse", json=SMALL_MSE)
@@ -165,7 +165,7 @@ def _grpc_code(client: GrpcClient) -> str:
     try:
         client.compute("mse", input=np.zeros(3), target=np.ones(3))
         return "OK"
-    except LossdClientError as error:
+    except LossdError as error:
         return error.code
 
 

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
-from lossd.client import Client, LossdClientError
+from lossd.client import Client, LossdError
 from lossd.losses import compute
 
 from .server import RunningServer, free_port, start_server
@@ -74,8 +74,8 @@ def writer(current: Current, run_id: str, worker: str, ids: list[int], acked: di
                     client = Client(url, timeout=10)
                 try:
                     answer = client.add_batch(run_id, f"batch-{i}", worker=worker, **batch(i))
-                except (httpx.HTTPError, LossdClientError) as error:
-                    if isinstance(error, LossdClientError) and error.status not in (None, 503):
+                except (httpx.HTTPError, LossdError) as error:
+                    if isinstance(error, LossdError) and error.status not in (None, 503):
                         raise
                     retried.append(i)
                     time.sleep(0.02)

@@ -24,7 +24,7 @@ from lossd.client import (
     Client,
     Evaluation,
     GrpcClient,
-    LossdClientError,
+    LossdError,
     grpc_request,
     grpc_tensor,
 )
@@ -180,7 +180,7 @@ def test_rest_stream_with_curl_style_ndjson(lossd: RunningServer) -> None:
                                  "dtype": "float64", "batches": 2, "samples": 3,
                                  "elements": 6, "sum": 30.0, "weight": 6.0}
     assert httpx.post(f"{lossd.url}/v1/losses/nope/stream", content=b"").status_code == 404
-    with Client(lossd.url) as client, pytest.raises(LossdClientError, match="batch 1"):
+    with Client(lossd.url) as client, pytest.raises(LossdError, match="batch 1"):
         client.evaluate("mse", [_x(2), _x(2, d=5)])
 
 
@@ -195,7 +195,7 @@ def _computed(lossd: RunningServer) -> float:
                            re.M).group(1))
 
 
-def _refused(info: pytest.ExceptionInfo[LossdClientError], code: str, status: int) -> None:
+def _refused(info: pytest.ExceptionInfo[LossdError], code: str, status: int) -> None:
     """The same error code over both transports; REST also gives the HTTP status."""
     assert info.value.code == code
     assert info.value.status in (status, None)
@@ -220,10 +220,10 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
                            ({"input": np.zeros(3), "target": np.zeros(3)}, "per-sample"),
                            ({"input": np.zeros((2, 3)), "target": np.zeros(3)}, "batched form"),
                            ({"input": np.zeros((2, 3))}, "target")):
-            with pytest.raises(LossdClientError, match=match) as info:
+            with pytest.raises(LossdError, match=match) as info:
                 client.add_batch(rid, "b", **bad)
             _refused(info, "INVALID_ARGUMENT", 400)
-        with pytest.raises(LossdClientError, match="already counted with other data") as info:
+        with pytest.raises(LossdError, match="already counted with other data") as info:
             client.add_batch(rid, "a", **_x(3))
         _refused(info, "FAILED_PRECONDITION", 409)
         assert _computed(lossd) == computed  # refused before computing: they cost nothing
@@ -231,7 +231,7 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
         assert after["aggregate"] == before["aggregate"] and after["workers"] == {"w1": 1}
         client.add_batch(rid, "b", worker="w2", **_x(3))
         client.add_batch(rid, "c", worker="w2", **_x(4))
-        with pytest.raises(LossdClientError, match="expected 3 batches") as info:
+        with pytest.raises(LossdError, match="expected 3 batches") as info:
             client.add_batch(rid, "d", **_x(2))
         _refused(info, "FAILED_PRECONDITION", 409)
         done = client.run(rid)
@@ -244,7 +244,7 @@ def test_run_batches_are_idempotent_and_mismatches_change_nothing(lossd: Running
         assert client.finish_run(rid)["state"] == "finished"
         assert client.add_batch(rid, "c", **_x(4))["counted"] is False  # a late retry is fine
         client.delete_run(rid)
-        with pytest.raises(LossdClientError) as info:
+        with pytest.raises(LossdError) as info:
             client.run(rid)
         _refused(info, "NOT_FOUND", 404)
 
@@ -266,7 +266,7 @@ def test_async_clients_run_an_evaluation(lossd: RunningServer, transport: str) -
                                                target=t[part]))["counted"]
             finished = await client.finish_run(run["run_id"])
             await client.delete_run(run["run_id"])
-            with pytest.raises(LossdClientError) as info:
+            with pytest.raises(LossdError) as info:
                 await client.run(run["run_id"])
             assert info.value.code == "NOT_FOUND"
             return run, finished

@@ -11,7 +11,7 @@ from dataclasses import replace
 import httpx
 import numpy as np
 
-from lossd.client import AsyncClient, AsyncGrpcClient, LossdClientError, LossResult
+from lossd.client import AsyncClient, AsyncGrpcClient, LossdError, LossResult
 from lossd.errors import InvalidArgument
 from lossd.losses import REGISTRY, batch_axes, compute, prepare
 from tests.reference import Case, all_cases
@@ -44,11 +44,11 @@ def _requests(cases: int, variants: int) -> list[tuple[Case, bool, str]]:
     return requests
 
 
-def _check(case: Case, grad: bool, got: LossResult | LossdClientError) -> None:
+def _check(case: Case, grad: bool, got: LossResult | LossdError) -> None:
     try:
         want = compute(case.loss, case.inputs, case.options, grad=grad)
     except InvalidArgument as error:  # a scaled input may leave the domain: the same refusal
-        assert isinstance(got, LossdClientError) and got.message == error.message, case.name
+        assert isinstance(got, LossdError) and got.message == error.message, case.name
         return
     assert isinstance(got, LossResult), (case.name, got)
     assert_close(np.asarray(got.loss, dtype=want.loss.dtype), want.loss, what=case.name)
@@ -63,19 +63,19 @@ def test_concurrent_mixed_requests_never_cross_talk(spawn) -> None:
               "--inline-compute-elements", "0", "--inline-compute-us", "0")
     requests = _requests(cases=25, variants=12)
 
-    async def run() -> list[LossResult | LossdClientError]:
+    async def run() -> list[LossResult | LossdError]:
         async with AsyncClient(s.url, timeout=120) as rest, \
                 AsyncGrpcClient(s.grpc_target, timeout=120) as grpc_client:
             gate = asyncio.Semaphore(128)
 
             async def one(case: Case, grad: bool, transport: str
-                          ) -> LossResult | LossdClientError:
+                          ) -> LossResult | LossdError:
                 client = rest if transport == "rest" else grpc_client
                 async with gate:
                     try:
                         return await client.compute(case.loss, grad=grad, **case.inputs,
                                                     **case.options)
-                    except LossdClientError as error:
+                    except LossdError as error:
                         return error
             return await asyncio.gather(*(one(*r) for r in requests))
 

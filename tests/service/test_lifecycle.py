@@ -12,7 +12,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lossd.client import AsyncGrpcClient, LossdClientError
+from lossd.client import AsyncGrpcClient, LossdError
 
 from .slow import SMALL_MSE, slow_ctc_body
 
@@ -96,7 +96,7 @@ def test_sigterm_drains_under_load(spawn) -> None:
             try:
                 await grpc_client.compute("mse", input=np.ones(3), target=np.zeros(3))
                 late_grpc = "OK"
-            except LossdClientError as error:
+            except LossdError as error:
                 late_grpc = error.code
             return (await slow, await asyncio.gather(*queued), await asyncio.gather(*queued_grpc),
                     ready, health, late, late_grpc)

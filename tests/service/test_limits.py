@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lossd.api.rest.depth import json_depth_exceeds
-from lossd.client import GrpcClient, LossdClientError
+from lossd.client import GrpcClient, LossdError
 
 from .slow import SMALL_MSE
 
@@ -26,9 +26,9 @@ def limited(tmp_path_factory: pytest.TempPathFactory):
     assert s.terminate() == 0, s.log()
 
 
-def _grpc_error(s, loss: str, **tensors) -> LossdClientError:
+def _grpc_error(s, loss: str, **tensors) -> LossdError:
     with GrpcClient(s.grpc_target) as client:
-        with pytest.raises(LossdClientError) as caught:
+        with pytest.raises(LossdError) as caught:
             client.compute(loss, **tensors)
     return caught.value
 

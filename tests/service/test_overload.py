@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from lossd.client import AsyncGrpcClient, LossdClientError, grpc_request
+from lossd.client import AsyncGrpcClient, LossdError, grpc_request
 
 from .slow import slow_ctc_body
 
@@ -57,7 +57,7 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
         started = time.perf_counter()
         try:
             out = await coro
-        except LossdClientError as error:
+        except LossdError as error:
             out = error
         return out, time.perf_counter() - started
 
@@ -95,7 +95,7 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
             assert response.json()["error"]["code"] == "UNAVAILABLE"
             rejection_seconds.append(seconds)
     for i, (result, seconds) in enumerate(grpc_calls):
-        if isinstance(result, LossdClientError):
+        if isinstance(result, LossdError):
             rejected += 1
             assert result.code == "UNAVAILABLE"
             rejection_seconds.append(seconds)
@@ -134,7 +134,7 @@ def test_expired_in_queue_is_never_computed(spawn) -> None:
                     await grpc_client.compute("mse", input=np.array([float(i)]),
                                               target=np.zeros(1))
                     return "OK"
-                except LossdClientError as error:
+                except LossdError as error:
                     return error.code
             late_grpc = [asyncio.create_task(grpc_late(i)) for i in range(20)]
             return await slow, await asyncio.gather(*late), await asyncio.gather(*late_grpc)
