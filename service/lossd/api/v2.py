@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import __version__, codec
 from ..calls import Call, CallBuilder
 from ..errors import InvalidArgument, MalformedRequest, NotFound
 from ..losses import Form, LossSpec, Result, TensorSpec, get_spec
@@ -41,17 +40,9 @@ LOSS_OUTPUT = "loss"
 GRAD_PREFIX = "grad_"
 
 
-def server_version() -> str:
-    """The installed lossd package's version ("unknown" when run from a source tree)."""
-    try:
-        return metadata.version("lossd")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def server_metadata() -> dict[str, Any]:
     """V2 server metadata: name, version and the protocol extensions lossd supports."""
-    return {"name": "lossd", "version": server_version(), "extensions": list(EXTENSIONS)}
+    return {"name": "lossd", "version": __version__, "extensions": list(EXTENSIONS)}
 
 
 def model(name: str, version: str | None) -> LossSpec:

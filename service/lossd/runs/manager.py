@@ -38,7 +38,7 @@ from prometheus_client import Counter as PromCounter
 from .. import codec
 from ..engine import Engine
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..losses import Aggregate, Signature, get_spec, option_value, signature
+from ..losses import Aggregate, Signature, check_options, get_spec, signature
 from ..settings import Settings
 from .store import (
     FINISHED,
@@ -209,14 +209,9 @@ class RunManager:
         option names and values, tensor options, and that ``reduction`` reduces a dataset."""
         spec = get_spec(loss)
         options, tensors = dict(options or {}), dict(tensors or {})
-        known = spec.option_map
-        for key, value in options.items():
-            if key not in known:
-                raise InvalidArgument(f"options.{key}: unknown option for loss {loss!r}; "
-                                      f"expected one of {', '.join(known)}",
-                                      field=f"options.{key}")
-            options[key] = option_value(known[key], value)
-        reduction = options.get("reduction", known["reduction"].default)
+        checked = check_options(spec, options)  # names, types and bounds, as for a call
+        options = {key: checked[key] for key in options}  # the run keeps what it was given
+        reduction = checked["reduction"]
         if reduction not in DATASET_REDUCTIONS:
             raise InvalidArgument(f"options.reduction: a run reduces a dataset; expected one of "
                                   f"{', '.join(r for r in spec.reductions if r != 'none')}; "

@@ -21,11 +21,11 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ... import __version__
 from ...engine import Engine
 from ...errors import MalformedRequest, NotFound
 from ...runs import RunManager
 from ...settings import Settings
-from ..v2 import server_version
 from . import openapi
 from .auth import RestAuth
 from .disconnect import QuietDisconnect
@@ -41,7 +41,7 @@ ASGIApp = Callable[..., Awaitable[None]]
 def create_app(settings: Settings, engine: Engine, runs: RunManager | None = None) -> ASGIApp:
     """The REST app around ``engine`` (which the caller starts and drains); the evaluation
     routes are mounted when ``runs`` is given."""
-    app = FastAPI(title="lossd", version=server_version(), description=openapi.DESCRIPTION,
+    app = FastAPI(title="lossd", version=__version__, description=openapi.DESCRIPTION,
                   openapi_tags=openapi.TAGS)
     guard = Guard(engine.metrics, "rest", native_error)
     endpoint = ComputeEndpoint(settings, engine, guard)
