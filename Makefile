@@ -44,7 +44,7 @@ test: $(TEST)  ## the whole suite (torch-only tests are skipped unless torch is 
 	$(PY) -m pytest -q
 
 parity: $(TORCH)  ## live parity with torch 2.13 (CPU wheel from this machine's disk)
-	$(PY) -m pytest -q -m torch tests/core
+	$(PY) -m pytest -q -m torch tests/losses
 
 golden: $(TORCH)  ## regenerate tests/golden/*.json from torch
 	$(PY) -m tests.golden.generate
@@ -61,8 +61,8 @@ soak: $(SERVER)  ## about 5 minutes of steady load; fails if RSS grows 5% after 
 
 fuzz: $(TORCH)  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties
 	LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 $(PY) -m pytest -q -s \
-		tests/service/test_fuzz_rest.py tests/service/test_fuzz_grpc.py \
-		tests/service/test_codec_properties.py tests/core/test_loss_properties.py
+		tests/api/rest/test_fuzz_rest.py tests/api/rpc/test_fuzz_grpc.py \
+		tests/test_codec_properties.py tests/losses/test_loss_properties.py
 
 bench-core: $(TORCH)
 	$(PY) -m bench.core

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lossd.client import Client, GrpcClient  # noqa: E402
-from tests.service.server import free_port  # noqa: E402
-from tests.service.slow import slow_ctc_body  # noqa: E402
+from tests.support.server import free_port  # noqa: E402
+from tests.support.slow import slow_ctc_body  # noqa: E402
 
 BASE = "localhost/lossd-base:bookworm"
 IMAGE = "localhost/lossd:test"

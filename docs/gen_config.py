@@ -1,7 +1,7 @@
 """Regenerate the configuration reference in docs/deploy.md from ``Settings``:
 ``python docs/gen_config.py``.
 
-tests/service/test_deploy.py fails when the committed page differs from what this writes.
+tests/e2e/test_deploy.py fails when the committed page differs from what this writes.
 """
 
 from __future__ import annotations

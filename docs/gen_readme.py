@@ -1,6 +1,6 @@
 """Regenerate the README's table of losses from the registry: ``python docs/gen_readme.py``.
 
-tests/service/test_readme.py fails when the committed README differs from what this writes.
+tests/e2e/test_readme.py fails when the committed README differs from what this writes.
 """
 
 from __future__ import annotations

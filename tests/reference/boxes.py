@@ -176,7 +176,7 @@ def _box_cases(r: Rand) -> list[Case]:
             b1 = _random_boxes(r, (5,), "float64")
             out.append(Case(f"eps={eps}", loss, {"boxes1": b1, "boxes2": _partners(r, b1)},
                             {"eps": eps, "reduction": "sum"}, finite_diff=fd))
-        # unbatched (4,): tests/core/test_batching.py assumes a default reduction of 'mean'
+        # unbatched (4,): tests/losses/test_batching.py assumes a default reduction of 'mean'
         out.append(Case("default-reduction-none", loss,
                         {"boxes1": _random_boxes(r, (), "float64"),
                          "boxes2": _random_boxes(r, (), "float64")}, finite_diff=fd))
@@ -288,7 +288,7 @@ def _focal_cases(r: Rand) -> list[Case]:
                     out.append(Case(f"{tag}-{shape}-{dtype}-{reduction}", "sigmoid_focal",
                                     {"inputs": r.normal(shape, dtype, 2.0), "targets": targets},
                                     {**opts, "reduction": reduction}))
-    # 0-d: tests/core/test_batching.py assumes a default reduction of 'mean'
+    # 0-d: tests/losses/test_batching.py assumes a default reduction of 'mean'
     out.append(Case("default-reduction-none", "sigmoid_focal",
                     {"inputs": r.normal(()), "targets": r.uniform(())}))
     out.append(Case("large-logits", "sigmoid_focal",

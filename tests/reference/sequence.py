@@ -67,7 +67,7 @@ def cases(seed: int) -> list[Case]:
     r = Rand(seed)
     out: list[Case] = []
     # torch's gradient is that of a log_softmax's logits, not d loss / d log_probs: no central
-    # differences against log_probs here (tests/core/test_sequence.py checks it via logits)
+    # differences against log_probs here (tests/losses/test_sequence.py checks it via logits)
     grid = [{}, {"blank": 2}, {"zero_infinity": True}]
     for opts in grid:
         for dtype in ("float64", "float32"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
+CONFIG = Path(__file__).resolve().parents[2] / "support" / "schemathesis.toml"
 EXAMPLES = int(os.environ.get("LOSSD_FUZZ_EXAMPLES", "8"))
 MIN_CASES = int(os.environ.get("LOSSD_FUZZ_MIN_CASES", "50"))
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
@@ -29,7 +29,7 @@ def test_schemathesis_every_route(spawn, tmp_path: Path) -> None:
     s = spawn()
     report = tmp_path / "report.json"
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "st"), "--config-file", str(HERE / "schemathesis.toml"),
+        [str(Path(sys.executable).parent / "st"), "--config-file", str(CONFIG),
          "--no-color", "run", f"{s.url}/openapi.json", "--checks", ",".join(CHECKS),
          "--max-examples", str(EXAMPLES), "--seed", os.environ.get("LOSSD_FUZZ_SEED", "0"),
          "--workers", "1", "--generation-database", "none", "--request-timeout", "30",

@@ -18,8 +18,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from lossd.losses import REGISTRY, compute
 from tests.reference import Case
 from tests.reference.compare import assert_close
-
-from .wire_cases import CASES, check, expected, output_names
+from tests.support.wire_cases import CASES, check, expected, output_names
 
 
 @pytest.fixture(scope="module")

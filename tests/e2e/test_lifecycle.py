@@ -13,8 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from lossd.client import AsyncGrpcClient, LossdError
-
-from .slow import SMALL_MSE, slow_ctc_body
+from tests.support.slow import SMALL_MSE, slow_ctc_body
 
 
 def _health(target: str, service: str = "") -> int:

@@ -27,8 +27,7 @@ import lossd._proto.inference.grpc_predict_v2_pb2 as v2  # noqa: F401 - register
 import lossd._proto.lossd.v1.runs_pb2  # noqa: F401
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd.client import grpc_request
-
-from .server import RunningServer, start_server
+from tests.support.server import RunningServer, start_server
 
 EXAMPLES = int(os.environ.get("LOSSD_FUZZ_EXAMPLES", "8")) * 5
 OURS = ("lossd.", "inference.")  # grpc.health / grpc.reflection are grpc's own services

@@ -16,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lossd.api.rest import jsonbody, jsonstream
-
-from .test_jsonbody import BODIES, DEPTH, SCALE, TRICKY, _layout, _outcome, tensor
+from tests.api.rest.test_jsonbody import BODIES, DEPTH, SCALE, TRICKY, _layout, _outcome, tensor
 
 
 def chunked(body: bytes, sizes: list[int]) -> list[bytes]:

@@ -29,11 +29,10 @@ from lossd.client import (
     grpc_tensor,
 )
 from lossd.losses import REGISTRY, batch_axes, compute, prepare
-from tests.core.test_aggregate import DATASET_RTOL, PER_CALL_LABELS, split
+from tests.losses.test_aggregate import DATASET_RTOL, PER_CALL_LABELS, split
 from tests.reference import Case, all_cases
 from tests.reference.compare import assert_close
-
-from .server import RunningServer, start_server
+from tests.support.server import RunningServer, start_server
 
 
 def _one_case_per_loss() -> list[Case]:

@@ -12,9 +12,8 @@ import pytest
 
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import grpc_request
-
-from .certs import Pki, make_pki
-from .slow import SMALL_MSE
+from tests.support.certs import Pki, make_pki
+from tests.support.slow import SMALL_MSE
 
 REQUEST = grpc_request("mse", False, {"input": np.zeros(2), "target": np.ones(2)})
 

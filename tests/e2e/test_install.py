@@ -16,9 +16,9 @@ import tomllib
 import venv
 from pathlib import Path
 
-from tests.service.server import start_server
+from tests.support.server import start_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = {"fastapi", "starlette", "uvicorn", "uvloop", "httptools", "redis",
                "prometheus-client", "pydantic", "pydantic-settings", "orjson", "pybase64",
                "grpcio-health-checking", "grpcio-reflection"}

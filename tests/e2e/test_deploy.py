@@ -27,9 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from lossd.settings import Settings
-
-from . import kustomize
-from .server import ROOT
+from tests.support import kustomize
+from tests.support.server import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))

@@ -26,8 +26,7 @@ import pytest
 
 from lossd.client import Client, LossdError
 from lossd.losses import compute
-
-from .server import RunningServer, free_port, start_server
+from tests.support.server import RunningServer, free_port, start_server
 
 WEIGHT = np.array([0.5, 1.0, 2.0, 1.5])
 

@@ -19,8 +19,7 @@ from lossd.client import _option_value, grpc_array, grpc_tensor
 from lossd.losses import REGISTRY
 from tests.reference import Case
 from tests.reference.compare import assert_close
-
-from . import wire_cases
+from tests.support import wire_cases
 
 CASES = wire_cases.CASES
 

@@ -17,8 +17,7 @@ import orjson
 
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import AsyncGrpcClient, LossdError, grpc_request
-
-from .slow import slow_ctc_body
+from tests.support.slow import slow_ctc_body
 
 
 def _metric(url: str, name: str) -> float:

@@ -23,8 +23,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype, tri
 
 from lossd.losses import REGISTRY, compute
 from tests.reference import Case
-
-from .wire_cases import CASES, check
+from tests.support.wire_cases import CASES, check
 
 METHOD = "/inference.GRPCInferenceService/"
 

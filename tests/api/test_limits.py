@@ -13,13 +13,12 @@ from hypothesis import strategies as st
 
 from lossd.api.rest.depth import json_depth_exceeds
 from lossd.client import GrpcClient, LossdError
-
-from .slow import SMALL_MSE
+from tests.support.server import start_server
+from tests.support.slow import SMALL_MSE
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory):
-    from .server import start_server
     s = start_server(tmp_path_factory.mktemp("limits"), "--max-tensors", "3", "--max-ndim", "4",
                      "--max-json-depth", "8")
     yield s

@@ -31,8 +31,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from lossd.losses import compute
 from tests.reference.compare import assert_close
-
-from .kserve_calls import decode, encode, run_calls
+from tests.support.kserve_calls import decode, encode, run_calls
 
 LOSS = "cross_entropy"
 RNG = np.random.default_rng(7)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .server import RunningServer
+from tests.support.server import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -14,8 +14,7 @@ import pytest
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import GrpcClient, LossdError, grpc_request
-
-from .slow import SMALL_MSE, slow_ctc_body
+from tests.support.slow import SMALL_MSE, slow_ctc_body
 
 
 def _raw_call(target: str, method: str, payload: bytes, **kwargs) -> bytes:
@@ -233,7 +232,7 @@ def test_api_keys(spawn) -> None:
 
 def test_internal_error_is_500_and_logged(tmp_path) -> None:
     """A loss that crashes (a bug) answers INTERNAL on both transports, and the server lives."""
-    from tests.service.inprocess import broken_loss_server
+    from tests.support.inprocess import broken_loss_server
 
     with broken_loss_server() as (url, target, logs):
         r = httpx.post(f"{url}/v1/losses/broken_for_test", json={"inputs": {"input": [1.0]}})
