@@ -2,12 +2,12 @@
 
 The package's two parts::
 
-    RunManager      create / add / get / finish / delete (what the frontends call)
+    RunManager      create / add / get / list_runs / finish / delete (what the frontends call)
     RunStore        the storage interface; SqliteStore (embedded) and RedisStore (shared)
 """
 
-from .manager import BatchAnswer, Definition, RunManager, RunView, open_store
-from .store import Added, AddOutcome, BatchRecord, RunSnapshot, RunStore
+from .manager import BatchAnswer, Definition, RunManager, RunPage, RunView, open_store
+from .store import Added, AddOutcome, BatchRecord, Cursor, RunSnapshot, RunStore
 
-__all__ = ["AddOutcome", "Added", "BatchAnswer", "BatchRecord", "Definition", "RunManager",
-           "RunSnapshot", "RunStore", "RunView", "open_store"]
+__all__ = ["AddOutcome", "Added", "BatchAnswer", "BatchRecord", "Cursor", "Definition",
+           "RunManager", "RunPage", "RunSnapshot", "RunStore", "RunView", "open_store"]

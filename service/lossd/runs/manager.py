@@ -13,12 +13,16 @@ step keyed by the client's batch id. So:
 * a batch whose loss, dtypes or per-sample shapes differ from the run's first batch is refused
   and changes nothing.
 
-``get`` reads the records and adds them up (``Aggregate.of``: exact, order-independent).
+``get`` reads the records and adds them up (``Aggregate.of``: exact, order-independent);
+``list_runs`` pages through the runs newest first (a page token is the place after the page's last
+run, so runs created meanwhile do not shift the next page).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import logging
 import os
@@ -42,9 +46,11 @@ from ..losses import Aggregate, Signature, check_options, get_spec, signature
 from ..settings import Settings
 from .store import (
     FINISHED,
+    OPEN,
     Added,
     AddOutcome,
     BatchRecord,
+    Cursor,
     RunSnapshot,
     RunStore,
     definition_json,
@@ -54,6 +60,7 @@ log = logging.getLogger("lossd.runs")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_ID = 256
 DATASET_REDUCTIONS = ("mean", "sum", "batchmean")
+PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,38 @@ class RunView:
         """Every expected batch is counted (never, when ``expected_batches`` is 0)."""
         expected = self.definition.expected_batches
         return expected > 0 and self.aggregate.batches >= expected
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of runs, newest first; ``next_page_token`` is empty on the last page."""
+
+    runs: list[RunView]
+    next_page_token: str
+
+
+def encode_page_token(cursor: Cursor) -> str:
+    """The opaque token of a place in the listing (URL-safe base64 of its time and id).
+
+    >>> token = encode_page_token(Cursor(1.5, "eval-1"))
+    >>> decode_page_token(token)
+    Cursor(created=1.5, run_id='eval-1')
+    """
+    text = f"{cursor.created.hex()} {cursor.run_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> Cursor:
+    """The place :func:`encode_page_token` wrote; ``InvalidArgument`` for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, run_id = text.split(" ", 1)
+        if RUN_ID.match(run_id):
+            return Cursor(float.fromhex(created), run_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise InvalidArgument(f"page_token: expected a next_page_token from a previous page; got "
+                          f"{token!r}"[:200], field="page_token")
 
 
 @dataclass(frozen=True)
@@ -143,6 +182,19 @@ def _answer(outcome: AddOutcome, run_id: str, batch_id: str, definition: Definit
             f"run {run_id!r} already counted its expected {definition.expected_batches} "
             f"batches", field="batch_id"),
     }[outcome.added]
+
+
+def _view(snapshot: RunSnapshot) -> RunView:
+    """A stored run as read: its definition and the aggregate over its batch records."""
+    definition = Definition.from_json(snapshot.definition)
+    spec = get_spec(definition.loss)
+    sig = snapshot.signature
+    aggregate = Aggregate.of(definition.loss, definition.options["reduction"],
+                             [b.stats for b in snapshot.batches],
+                             dtype=sig.dtype if sig else "float32", empty_mean=spec.empty_mean)
+    workers = Counter(b.worker for b in snapshot.batches)
+    return RunView(snapshot.run_id, definition, snapshot.state, sig.text if sig else "",
+                   snapshot.created, snapshot.updated, aggregate, dict(sorted(workers.items())))
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -324,17 +376,34 @@ class RunManager:
 
     async def get(self, run_id: str) -> RunView:
         """The run and its aggregate over every batch counted so far."""
-        snapshot = await self._load(run_id)
-        definition = Definition.from_json(snapshot.definition)
-        spec = get_spec(definition.loss)
-        sig = snapshot.signature
-        aggregate = Aggregate.of(definition.loss, definition.options["reduction"],
-                                 [b.stats for b in snapshot.batches],
-                                 dtype=sig.dtype if sig else "float32",
-                                 empty_mean=spec.empty_mean)
-        workers = Counter(b.worker for b in snapshot.batches)
-        return RunView(run_id, definition, snapshot.state, sig.text if sig else "",
-                       snapshot.created, snapshot.updated, aggregate, dict(sorted(workers.items())))
+        return _view(await self._load(run_id))
+
+    async def list_runs(self, *, state: str | None = None, limit: int | None = None,
+                        page_token: str | None = None, offset: int | None = None) -> RunPage:
+        """A page of runs, newest first, each as :meth:`get` reads it.
+
+        Args:
+            state: only runs in this state ("open" or "finished"); None or "": every run.
+            limit: runs per page, 1 to 100 (None or 0: 20).
+            page_token: go on after the page that returned it (None or "": from the newest).
+            offset: skip this many runs first (after ``page_token``, if both are given).
+        """
+        if state and state not in (OPEN, FINISHED):
+            raise InvalidArgument(f"state: expected {OPEN} or {FINISHED}; got {state!r}"[:200],
+                                  field="state")
+        limit = limit or PAGE_SIZE
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidArgument(f"limit: expected 1 to {MAX_PAGE_SIZE}; got {limit}",
+                                  field="limit")
+        if offset is not None and offset < 0:
+            raise InvalidArgument(f"offset: expected an integer >= 0; got {offset}",
+                                  field="offset")
+        after = decode_page_token(page_token) if page_token else None
+        snapshots = await (await self._ready()).list_runs(
+            state=state or None, after=after, offset=offset or 0, limit=limit + 1)
+        last = snapshots[limit - 1] if len(snapshots) > limit else None
+        token = encode_page_token(Cursor(last.created, last.run_id)) if last else ""
+        return RunPage([_view(s) for s in snapshots[:limit]], token)
 
     async def finish(self, run_id: str) -> RunView:
         """No more batches; the aggregate stays readable until deleted or expired."""

@@ -2,16 +2,24 @@
 
 A run is two keys with one hash tag (so a Redis Cluster keeps them on one shard):
 ``lossd:run:{ID}`` (hash: definition, state, signature, batch count, times) and
-``lossd:run:{ID}:batches`` (hash: batch id -> record). Every change is one Lua script, which Redis
-runs atomically: adding checks the run's state, the batch id guard (``HGET`` before ``HSET``),
-the signature and the expected count, and then writes the record and the counter together, so
-any number of writers in any number of processes count each batch id exactly once. Retention is
-a TTL on both keys, renewed by every write. Durability of acknowledged batches across a *Redis*
-restart is Redis's own (``appendonly yes``, ``appendfsync always`` for the strictest).
+``lossd:run:{ID}:batches`` (hash: batch id -> record). Every change of a run is one Lua
+script, which Redis runs atomically: adding checks the run's state, the batch id guard (``HGET``
+before ``HSET``), the signature and the expected count, and then writes the record and the
+counter together, so any number of writers in any number of processes count each batch id
+exactly once. Retention is a TTL on both keys, renewed by every write. Durability of
+acknowledged batches across a *Redis* restart is Redis's own (``appendonly yes``,
+``appendfsync always`` for the strictest).
+
+One more key indexes the runs for listing: ``lossd:runs`` (sorted set: run id scored by its
+creation time; on another shard than the runs, so not in their scripts). Its entry is written
+before the run and removed after it: an entry without its run (left by a crash, or by the TTL)
+is skipped when listing, and removed once it is older than the retention. Runs created by a
+lossd older than the index are not listed (re-creating one with its definition lists it).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,6 +31,7 @@ from .store import (
     Added,
     AddOutcome,
     BatchRecord,
+    Cursor,
     Look,
     RunSnapshot,
     decode_signature,
@@ -77,6 +86,9 @@ return 1
 """
 
 
+INDEX = "lossd:runs"
+
+
 def _keys(run_id: str) -> list[str]:
     run = f"lossd:run:{{{run_id}}}"
     return [run, f"{run}:batches"]
@@ -111,7 +123,9 @@ class RedisStore:
             self._client = None
 
     async def create(self, run_id: str, definition: str, now: float) -> str:
-        """:meth:`RunStore.create`, as one Lua script."""
+        """:meth:`RunStore.create`, as one Lua script, after the index entry (``NX``: a retry
+        keeps the first creation time)."""
+        await self._client.zadd(INDEX, {run_id: now}, nx=True)
         stored: str = await self._create(keys=_keys(run_id)[:1],
                                          args=[definition, repr(now), self.ttl_ms, OPEN])
         return stored
@@ -147,14 +161,53 @@ class RedisStore:
                            float(run["updated"]),
                            [BatchRecord.decode(b, r) for b, r in batches.items()])
 
+    async def list_runs(self, *, state: str | None, after: Cursor | None, offset: int,
+                        limit: int) -> list[RunSnapshot]:
+        """:meth:`RunStore.list_runs`: walks the index newest first in chunks, reads each
+        entry's state in one pipeline, then loads the runs of the page (each read as one)."""
+        found: list[RunSnapshot] = []
+        high = "+inf" if after is None else repr(after.created)  # repr: the exact double
+        skip, start, chunk = offset, 0, max(2 * limit, 64)
+        stale = time.time() - max(self.ttl_ms / 1000, 60.0)
+        while len(found) < limit:
+            entries = await self._client.zrevrangebyscore(INDEX, high, "-inf", start=start,
+                                                          num=chunk, withscores=True)
+            if not entries:
+                break
+            start += len(entries)
+            ids = [(run_id, created) for run_id, created in entries
+                   if after is None or after.after(created, run_id)]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for run_id, _ in ids:
+                    pipe.hget(_keys(run_id)[0], "state")
+                states = await pipe.execute()
+            gone = [run_id for (run_id, created), s in zip(ids, states)
+                    if s is None and created < stale]
+            if gone:  # expired (TTL) or left by a crash between index and run
+                await self._client.zrem(INDEX, *gone)
+            for (run_id, _), run_state in zip(ids, states):
+                if run_state is None or state is not None and run_state != state:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                snapshot = await self.load(run_id)
+                if snapshot is not None:
+                    found.append(snapshot)
+                if len(found) == limit:
+                    break
+        return found
+
     async def finish(self, run_id: str, now: float) -> bool:
         """:meth:`RunStore.finish`, as one Lua script (which also renews the TTL)."""
         return bool(await self._finish(keys=_keys(run_id), args=[FINISHED, repr(now),
                                                                  self.ttl_ms]))
 
     async def delete(self, run_id: str) -> bool:
-        """:meth:`RunStore.delete`: both keys in one DEL."""
-        return bool(await self._client.delete(*_keys(run_id)))
+        """:meth:`RunStore.delete`: both keys in one DEL, then the index entry."""
+        deleted = bool(await self._client.delete(*_keys(run_id)))
+        await self._client.zrem(INDEX, run_id)
+        return deleted
 
     async def sweep(self, now: float) -> int:
         """Nothing to do: :meth:`RunStore.sweep`'s work is done by the keys' TTL."""

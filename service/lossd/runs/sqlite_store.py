@@ -24,6 +24,7 @@ from .store import (
     Added,
     AddOutcome,
     BatchRecord,
+    Cursor,
     Look,
     RunSnapshot,
     decode_signature,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS batches (
     PRIMARY KEY (run_id, batch_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created DESC, id DESC);
 """
 
 
@@ -149,16 +151,30 @@ class SqliteStore:
         """:meth:`RunStore.load`, in one read transaction."""
         def load(db: sqlite3.Connection) -> RunSnapshot | None:
             with _transaction(db, "BEGIN"):  # one consistent read
-                run = db.execute("SELECT definition, state, signature, created, updated "
-                                 "FROM runs WHERE id = ?", (run_id,)).fetchone()
-                if run is None:
-                    return None
-                rows = db.execute("SELECT batch_id, record FROM batches WHERE run_id = ?",
-                                  (run_id,)).fetchall()
-            definition, state, signature, created, updated = run
-            return RunSnapshot(run_id, definition, state, decode_signature(signature), created,
-                               updated, [BatchRecord.decode(b, r) for b, r in rows])
+                return _snapshot(db, run_id)
         return await self._call(load)
+
+    async def list_runs(self, *, state: str | None, after: Cursor | None, offset: int,
+                        limit: int) -> list[RunSnapshot]:
+        """:meth:`RunStore.list_runs`: the page's ids from the ``(created, id)`` index, then
+        each run, all in one read transaction."""
+        where: list[str] = ["1"]
+        args: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if after is not None:
+            where.append("(created < ? OR (created = ? AND id < ?))")
+            args += [after.created, after.created, after.run_id]
+
+        def page(db: sqlite3.Connection) -> list[RunSnapshot]:
+            with _transaction(db, "BEGIN"):  # one consistent read
+                ids = db.execute(f"SELECT id FROM runs WHERE {' AND '.join(where)} "
+                                 "ORDER BY created DESC, id DESC LIMIT ? OFFSET ?",
+                                 (*args, limit, offset)).fetchall()
+                found = [_snapshot(db, run_id) for (run_id,) in ids]
+            return [s for s in found if s is not None]
+        return await self._call(page)
 
     async def finish(self, run_id: str, now: float) -> bool:
         """:meth:`RunStore.finish`."""
@@ -188,6 +204,19 @@ class SqliteStore:
                            "(SELECT id FROM runs WHERE updated < ?)", (cutoff,))
                 return db.execute("DELETE FROM runs WHERE updated < ?", (cutoff,)).rowcount
         return await self._call(sweep)
+
+
+def _snapshot(db: sqlite3.Connection, run_id: str) -> RunSnapshot | None:
+    """The run and its batch records (inside the caller's transaction)."""
+    run = db.execute("SELECT definition, state, signature, created, updated FROM runs "
+                     "WHERE id = ?", (run_id,)).fetchone()
+    if run is None:
+        return None
+    rows = db.execute("SELECT batch_id, record FROM batches WHERE run_id = ?",
+                      (run_id,)).fetchall()
+    definition, state, signature, created, updated = run
+    return RunSnapshot(run_id, definition, state, decode_signature(signature), created,
+                       updated, [BatchRecord.decode(b, r) for b, r in rows])
 
 
 class _transaction:

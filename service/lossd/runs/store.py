@@ -94,6 +94,19 @@ class Look:
     signature: Signature | None  # the run's, from its first batch
 
 
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A place in the newest-first order of runs: listing goes on after the run that has this
+    creation time and id (ties on ``created`` are ordered by id, descending)."""
+
+    created: float
+    run_id: str
+
+    def after(self, created: float, run_id: str) -> bool:
+        """Whether the run (``created``, ``run_id``) comes after this place, newest first."""
+        return (created, run_id) < (self.created, self.run_id)
+
+
 @dataclass(frozen=True)
 class RunSnapshot:
     """A run as stored: ``definition`` is the JSON the manager wrote at creation."""
@@ -132,6 +145,12 @@ class RunStore(Protocol):
     async def load(self, run_id: str) -> RunSnapshot | None:
         """The run and all its batch records, read consistently; None when there is no such
         run."""
+
+    async def list_runs(self, *, state: str | None, after: Cursor | None, offset: int,
+                        limit: int) -> list[RunSnapshot]:
+        """Up to ``limit`` runs, newest first (by creation time, then id, both descending),
+        each read as by :meth:`load`: only those in ``state`` (any when None), only those
+        after ``after`` (from the start when None), skipping the first ``offset`` of them."""
 
     async def finish(self, run_id: str, now: float) -> bool:
         """Mark finished; False when there is no such run."""

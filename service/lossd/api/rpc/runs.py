@@ -29,7 +29,7 @@ class RunService:
     """Handlers of ``lossd.v1.RunService``; every call is counted under the label "runs"."""
 
     NAME = SERVICE
-    UNARY = ("CreateRun", "AddBatch", "GetRun", "FinishRun", "DeleteRun")
+    UNARY = ("CreateRun", "AddBatch", "GetRun", "FinishRun", "DeleteRun", "ListRuns")
     STREAM = ()
 
     def __init__(self, settings: Settings, runs: RunManager) -> None:
@@ -86,3 +86,13 @@ class RunService:
         """Delete the run (NOT_FOUND if it does not exist)."""
         await self.runs.delete(parse(rpb.RunRef, data).run_id)
         return rpb.DeleteRunResponse()
+
+    @guarded(PROTOCOL, "runs")
+    async def ListRuns(self, data: bytes, context: Context, label: Label
+                       ) -> rpb.ListRunsResponse:
+        """A page of runs, newest first, optionally of one state."""
+        request = parse(rpb.ListRunsRequest, data)
+        page = await self.runs.list_runs(state=request.state, limit=request.limit,
+                                         page_token=request.page_token, offset=request.offset)
+        return rpb.ListRunsResponse(runs=[run_message(run) for run in page.runs],
+                                    next_page_token=page.next_page_token)

@@ -59,6 +59,11 @@ class RunServiceStub(object):
                 request_serializer=lossd_dot_v1_dot_runs__pb2.RunRef.SerializeToString,
                 response_deserializer=lossd_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
                 _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/lossd.v1.RunService/ListRuns',
+                request_serializer=lossd_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=lossd_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer(object):
@@ -95,6 +100,12 @@ class RunServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +133,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.DeleteRun,
                     request_deserializer=lossd_dot_v1_dot_runs__pb2.RunRef.FromString,
                     response_serializer=lossd_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=lossd_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
+                    response_serializer=lossd_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +275,33 @@ class RunService(object):
             '/lossd.v1.RunService/DeleteRun',
             lossd_dot_v1_dot_runs__pb2.RunRef.SerializeToString,
             lossd_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lossd.v1.RunService/ListRuns',
+            lossd_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+            lossd_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,57 @@
+"""Fixtures of the run tests: a private ``redis-server`` (installed with apt when missing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.server import free_port
+
+
+def _redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=300)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], capture_output=True,
+                   env=env, timeout=300)
+    return shutil.which("redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free loopback port (no persistence: lossd is what dies)."""
+    binary = _redis_server_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed and apt-get cannot install it here")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    log = (folder / "redis.log").open("w")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        import redis
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
