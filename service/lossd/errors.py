@@ -13,7 +13,13 @@ Every error lossd raises on purpose is a :class:`LossdError` with a transport-ne
     ├── Unavailable         queue full, draining                      503 / UNAVAILABLE
     ├── DeadlineExceeded    expired before compute                    504 / DEADLINE_EXCEEDED
     ├── Unauthenticated     auth on and token missing or wrong        401 / UNAUTHENTICATED
-    └── InternalError       a bug (logged with its traceback)         500 / INTERNAL
+    ├── InternalError       a bug (logged with its traceback)         500 / INTERNAL
+    ├── Cancelled           the caller went away (client side only)   499 / CANCELLED
+    └── UnknownError        an answer no other code fits (client side) 500 / UNKNOWN
+
+The client (:mod:`lossd.client`) raises the same classes for what a server answered, and for
+what went wrong on the way (connection refused: :class:`Unavailable`; out of time:
+:class:`DeadlineExceeded`), with the HTTP ``status`` and a server's ``retry_after`` when known.
 """
 
 from __future__ import annotations
@@ -32,17 +38,30 @@ class ErrorCode(str, Enum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL = "INTERNAL"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        """The bare name (``INVALID_ARGUMENT``), as on the wire."""
+        return self.value
 
 
 class LossdError(Exception):
     """Base of every deliberate error: a code, a message for humans, the offending field."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    status: int | None = None  # the HTTP status, when a REST server answered
+    retry_after: float | None = None  # seconds, when the server said when to retry
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def __str__(self) -> str:
+        """``CODE: message`` (``[field]`` appended when known)."""
+        where = f" [{self.field}]" if self.field else ""
+        return f"{self.code.value}: {self.message}{where}"
 
     def to_dict(self) -> dict[str, str]:
         """``{"code", "message"[, "field"]}``, the error body of the native REST API."""
@@ -105,3 +124,36 @@ class InternalError(LossdError):
 
     def __init__(self, message: str = "internal error; the incident is logged") -> None:
         super().__init__(message)
+
+
+class Cancelled(LossdError):
+    """The call was cancelled before an answer came (raised by the client)."""
+
+    code = ErrorCode.CANCELLED
+
+
+class UnknownError(LossdError):
+    """An answer that fits no other code (a proxy's page, an unexpected gRPC status)."""
+
+    code = ErrorCode.UNKNOWN
+
+
+ERRORS: dict[ErrorCode, type[LossdError]] = {
+    cls.code: cls for cls in (InvalidArgument, NotFound, FailedPrecondition, PayloadTooLarge,
+                              Unavailable, DeadlineExceeded, Unauthenticated, InternalError,
+                              Cancelled, UnknownError)}
+
+
+def error_for(code: str, message: str, field: str | None = None) -> LossdError:
+    """The error of ``code`` (an :class:`ErrorCode` name; unknown names give UnknownError).
+
+    >>> error_for("NOT_FOUND", "unknown loss 'mse2'", "loss")
+    NotFound("unknown loss 'mse2'")
+    """
+    cls = ERRORS.get(ErrorCode(code) if code in ErrorCode.__members__ else ErrorCode.UNKNOWN,
+                     UnknownError)
+    if cls is InternalError:
+        error: LossdError = InternalError(message)
+        error.field = field
+        return error
+    return cls(message, field=field)

@@ -114,9 +114,9 @@ def test_batch_endpoint_answers_in_order_with_own_errors(server) -> None:
          "options": {"reduction": "sum"}}]})
     assert r.status_code == 200
     results = r.json()["results"]
-    assert results[0] == {"loss": 2.5}
+    assert results[0] == {"loss": 2.5, "dtype": "float64"}
     assert results[1]["error"]["code"] == "NOT_FOUND"
-    assert results[2] == {"loss": 3.0}
+    assert results[2] == {"loss": 3.0, "dtype": "float64"}
 
 
 def test_generated_stubs_match_protos(tmp_path) -> None:

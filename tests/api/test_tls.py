@@ -41,7 +41,7 @@ def test_tls_on_both_servers(spawn, pki: Pki) -> None:
     s = spawn(*_tls_flags(pki), verify=trust)
     assert s.url.startswith("https://")
     r = httpx.post(f"{s.url}/v1/losses/mse", json=SMALL_MSE, verify=trust)
-    assert r.status_code == 200 and r.json() == {"loss": 2.5}
+    assert r.status_code == 200 and r.json() == {"loss": 2.5, "dtype": "float64"}
     with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port
         httpx.get(f"http://127.0.0.1:{s.http_port}/livez", timeout=5)
     with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA

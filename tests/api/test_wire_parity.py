@@ -15,7 +15,8 @@ import pytest
 
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
-from lossd.client import _option_value, grpc_array, grpc_tensor
+from lossd.client import grpc_array, grpc_tensor
+from lossd.client.rpc import option_value
 from lossd.losses import REGISTRY
 from tests.reference import Case
 from tests.reference.compare import assert_close
@@ -115,7 +116,7 @@ def _grpc_request(case: Case, raw: bool) -> pb.ComputeRequest:
         return t
     return pb.ComputeRequest(loss=case.loss, grad=True,
                              inputs={k: tensor(v) for k, v in case.inputs.items()},
-                             options={k: _option_value(v) for k, v in case.options.items()})
+                             options={k: option_value(v) for k, v in case.options.items()})
 
 
 def _from_packed(t: pb.Tensor) -> np.ndarray:

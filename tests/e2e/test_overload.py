@@ -62,7 +62,7 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
 
     async def run():
         async with httpx.AsyncClient(base_url=s.url, timeout=60) as client, \
-                AsyncGrpcClient(s.grpc_target) as grpc_client:
+                AsyncGrpcClient(s.grpc_target, retries=0) as grpc_client:
             await client.get("/livez")
             await grpc_client.compute("mse", input=np.zeros(1), target=np.zeros(1))
             slow = asyncio.create_task(timed(client.post("/v1/losses/ctc",
@@ -87,7 +87,7 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
     for i, (response, seconds) in enumerate(rest):
         if response.status_code == 200:
             accepted += 1
-            assert response.json() == {"loss": i * i / 2}
+            assert response.json() == {"loss": i * i / 2, "dtype": "float64"}
         else:
             rejected += 1
             assert response.status_code == 503 and response.headers["retry-after"] == "1"
@@ -110,7 +110,8 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
     # recovery: ready again, every request answered
     assert httpx.get(f"{s.url}/readyz").json()["status"] == "ready"
     for i in range(20):
-        assert httpx.post(f"{s.url}/v1/losses/mse", json=_mse(i)).json() == {"loss": i * i / 2}
+        answer = httpx.post(f"{s.url}/v1/losses/mse", json=_mse(i)).json()
+        assert answer == {"loss": i * i / 2, "dtype": "float64"}
     assert _metric(s.url, 'lossd_rejections_total{reason="queue_full"}') == rejected
 
 
@@ -121,7 +122,7 @@ def test_expired_in_queue_is_never_computed(spawn) -> None:
 
     async def run():
         async with httpx.AsyncClient(base_url=s.url, timeout=60) as client, \
-                AsyncGrpcClient(s.grpc_target, timeout=0.05) as grpc_client:
+                AsyncGrpcClient(s.grpc_target, timeout=0.05, retries=0) as grpc_client:
             slow = asyncio.create_task(client.post("/v1/losses/ctc", json=slow_ctc_body()))
             await _busy(s.url)
             late = [asyncio.create_task(client.post(
@@ -143,7 +144,8 @@ def test_expired_in_queue_is_never_computed(spawn) -> None:
     assert [(r.status_code, r.json()["error"]["code"]) for r in late] == [
         (504, "DEADLINE_EXCEEDED")] * 20
     assert late_grpc == ["DEADLINE_EXCEEDED"] * 20
-    assert httpx.post(f"{s.url}/v1/losses/mse", json=_mse(3)).json() == {"loss": 4.5}
+    answer = httpx.post(f"{s.url}/v1/losses/mse", json=_mse(3)).json()
+    assert answer == {"loss": 4.5, "dtype": "float64"}
     # computed: the slow CTC and the last mse; none of the 40 that expired in the queue
     assert _metric(s.url, "lossd_batch_size_sum") - computed_before == 2
     dropped = (_metric(s.url, 'lossd_rejections_total{reason="deadline"}')
@@ -186,7 +188,8 @@ def test_departed_callers_are_dropped_from_the_queue(spawn) -> None:
 
     slow = asyncio.run(run())
     assert slow.status_code == 200
-    assert httpx.post(f"{s.url}/v1/losses/mse", json=_mse(3)).json() == {"loss": 4.5}
+    answer = httpx.post(f"{s.url}/v1/losses/mse", json=_mse(3)).json()
+    assert answer == {"loss": 4.5, "dtype": "float64"}
     # computed: the slow CTC and the last mse; none of the 20 whose callers left
     assert _metric(s.url, "lossd_batch_size_sum") - computed_before == 2
     assert _metric(s.url, 'lossd_requests_total{code="CANCELLED"') >= 11

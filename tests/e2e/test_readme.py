@@ -34,7 +34,7 @@ def test_curl_example(server: RunningServer) -> None:
     command = _example("curl").replace("localhost:8000", f"127.0.0.1:{server.http_port}")
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
     body = json.loads(out.stdout)
-    assert set(body) == {"loss", "grads"}
+    assert set(body) == {"loss", "dtype", "grads"}
     assert body["loss"] == pytest.approx(0.34545638, rel=1e-6)  # torch 2.13's answer
 
 

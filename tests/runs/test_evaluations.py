@@ -173,7 +173,7 @@ def test_rest_stream_with_curl_style_ndjson(lossd: RunningServer) -> None:
                    headers={"content-type": "application/x-ndjson"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["results"][0] == {"loss": 2.5}
+    assert body["results"][0] == {"loss": 2.5, "dtype": "float64"}
     assert [list(x) for x in body["results"][1:3]] == [["error"], ["error"]]
     assert body["aggregate"] == {"loss": "mse", "reduction": "mean", "value": 5.0,
                                  "dtype": "float64", "batches": 2, "samples": 3,

@@ -53,12 +53,14 @@ class RunningServer:
 
 
 def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: float = 30.0, verify: Any = None) -> RunningServer:
-    """``lossd serve`` with ``args`` on free ports; returns once /readyz answers 200.
+                 wait: float = 30.0, verify: Any = None,
+                 ports: tuple[int, int] | None = None) -> RunningServer:
+    """``lossd serve`` with ``args`` on free ports (or ``ports``: HTTP, gRPC); returns once
+    /readyz answers 200.
 
     ``verify`` (a CA file or SSL context) means the server speaks HTTPS.
     """
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = ports or (free_port(), free_port())
     log_path = tmp_dir / f"lossd-{http_port}.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(

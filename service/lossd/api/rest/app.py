@@ -29,7 +29,7 @@ from ...settings import Settings
 from . import openapi
 from .auth import RestAuth
 from .disconnect import QuietDisconnect
-from .evaluation import add_evaluation_routes
+from .evaluation import EncodedRunIds, add_evaluation_routes
 from .guard import Guard, json_response, native_error, v2_error
 from .native import ComputeEndpoint, ComputeFastPath, add_native_routes
 from .v2 import PROTOCOL as V2_PROTOCOL
@@ -81,6 +81,7 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
     add_v2_routes(app, settings, engine, Guard(engine.metrics, V2_PROTOCOL, v2_error))
     if runs is not None:
         add_evaluation_routes(app, settings, engine, runs, guard)
+    app.add_middleware(EncodedRunIds)
     app.add_middleware(QuietDisconnect)
     front: Any = QuietDisconnect(ComputeFastPath(app, endpoint))
     keys = settings.keys()

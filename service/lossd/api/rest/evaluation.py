@@ -18,9 +18,11 @@ Decoding, the engine and the run manager do the work; this module only translate
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import numpy as np
 from fastapi import FastAPI, Path, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import codec
 from ...engine import Engine
@@ -38,10 +40,11 @@ NDJSON = "application/x-ndjson"
 NDJSON_BODY = {"type": "string", "minLength": 2,
                "description": "one compute body ({inputs, options, grad}) per line"}
 
-RunId = Annotated[str, Path(description="the run's id", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                            max_length=128)]
+RunId = Annotated[str, Path(description="the run's id ([A-Za-z0-9][A-Za-z0-9._-]*, at most "
+                                        "128 characters), percent-encoded")]
 BatchId = Annotated[str, Path(description="the client's id of this batch (a retry with the "
-                                          "same id is counted once)", max_length=256)]
+                                          "same id is counted once), percent-encoded: any "
+                                          "characters, '/' as %2F (or as is)")]
 RUN_ERRORS = {**schema.ERRORS, 409: {"model": schema.ErrorResponse,
                                      "description": "the run's state forbids it (finished, "
                                                     "full, batch id reused with other data, "
@@ -109,6 +112,22 @@ def run_json(run: RunView) -> dict[str, Any]:
             "workers": run.workers}
 
 
+class EncodedRunIds:
+    """Routes ``/v1/runs/...`` on the path as sent (still percent-encoded), so that an id may
+    hold any character, ``/`` included (sent as ``%2F``); each handler decodes its ids once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap ``app``."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, with ``path`` = ``raw_path`` under ``/v1/runs/``."""
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and scope["path"].startswith("/v1/runs/"):
+            scope = {**scope, "path": raw.decode("latin-1")}
+        await self.app(scope, receive, send)
+
+
 def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs: RunManager,
                           guard: Guard) -> None:
     """Add the stream and run routes to ``app``."""
@@ -167,6 +186,8 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
     @app.get("/v1/runs/{run_id}", tags=["evaluation"], summary="A run and its aggregate",
              responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
     async def get_run(run_id: RunId, request: Request) -> Response:
+        run_id = unquote(run_id)
+
         async def handle() -> Response:
             return json_response(run_json(await runs.get(run_id)))
         return await guard("runs", request, handle)
@@ -180,6 +201,8 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
              openapi_extra=_body(BATCH_BODY, {"inputs": schema.EXAMPLE["inputs"],
                                               "worker": "worker-0"}))
     async def add_batch(run_id: RunId, batch_id: BatchId, request: Request) -> Response:
+        run_id, batch_id = unquote(run_id), unquote(batch_id)
+
         async def handle() -> Response:
             body = await read_json(request, settings)
             unknown = sorted(set(body) - set(BATCH_BODY["properties"]))
@@ -199,6 +222,8 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
               summary="Finish a run: no more batches; the aggregate stays readable",
               responses={**_ok("the run", RUN_SCHEMA), **RUN_ERRORS})
     async def finish_run(run_id: RunId, request: Request) -> Response:
+        run_id = unquote(run_id)
+
         async def handle() -> Response:
             return json_response(run_json(await runs.finish(run_id)))
         return await guard("runs", request, handle)
@@ -207,6 +232,8 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
                 responses={**_ok("deleted", {"type": "object", "properties": {
                     "deleted": {"type": "string"}}}), **RUN_ERRORS})
     async def delete_run(run_id: RunId, request: Request) -> Response:
+        run_id = unquote(run_id)
+
         async def handle() -> Response:
             await runs.delete(run_id)
             return json_response({"deleted": run_id})

@@ -43,6 +43,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.UNKNOWN: 500,
 }
 
 Headers = dict[str, str]

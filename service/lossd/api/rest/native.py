@@ -57,10 +57,12 @@ def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
 
 
 def encode_answer(call: Call, result: Result) -> dict[str, Any]:
-    """``{"loss": number | tensor, "grads": {name: tensor}?}`` in the call's encoding."""
+    """``{"loss": number | tensor, "dtype": the loss's dtype, "grads": {name: tensor}?}`` in
+    the call's encoding (``dtype`` says what a JSON number stands for, e.g. float32)."""
     loss = (codec.scalar_json(result.loss) if result.loss.ndim == 0
             else codec.to_json(result.loss, call.encoding, call.loss_bfloat16))
-    body: dict[str, Any] = {"loss": loss}
+    dtype = "bfloat16" if call.loss_bfloat16 else result.loss.dtype.name
+    body: dict[str, Any] = {"loss": loss, "dtype": dtype}
     if call.grad:
         body["grads"] = {name: codec.to_json(g, call.encoding, name in call.bfloat16)
                          for name, g in result.grads.items()}

@@ -157,6 +157,7 @@ class ComputeResponse(BaseModel):
     """The answer of a compute call."""
 
     loss: Any = Field(description="a number, or a tensor when reduction='none'")
+    dtype: str = Field(description="the loss's dtype (torch's result dtype), e.g. float32")
     grads: dict[str, Any] | None = Field(None, description="gradients, when grad=true")
 
 
