@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.server import RunningServer
@@ -69,3 +70,23 @@ def test_grpcurl_example(server: RunningServer) -> None:
     assert json_format.MessageToDict(response)["loss"]["dtype"] == "FLOAT64"
     # packed values in, packed values out: mean((1 - 0)², (2 - 0)²)
     assert list(response.loss.double_data) == [2.5] and not response.loss.raw
+
+
+def test_evaluation_example(spawn) -> None:
+    """The dataset-level example, batch ids with '/' included: the stream and the run both give
+    the core's loss on the concatenated batches."""
+    from lossd.losses import compute
+
+    s = spawn()
+    code = (_example("evaluation").replace("localhost:8000", f"127.0.0.1:{s.http_port}")
+            .replace("localhost:50051", s.grpc_target))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rng = np.random.default_rng(0)
+    loader = [(rng.normal(size=(8, 5)), rng.integers(0, 5, size=8)) for _ in range(4)]
+    expected = compute("cross_entropy", {"input": np.concatenate([x for x, _ in loader]),
+                                         "target": np.concatenate([y for _, y in loader])}, {})
+    stream, run = map(float, out.stdout.split())
+    assert stream == pytest.approx(float(expected.loss), rel=1e-12)
+    assert run == pytest.approx(float(expected.loss), rel=1e-12)
