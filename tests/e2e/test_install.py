@@ -1,8 +1,9 @@
 """``pip install lossd`` (no extras) is the client and the pure-NumPy core, and nothing more.
 
 A fresh venv gets the package the way a user gets it (not editable, pinned by constraints.txt);
-there the core computes in-process and the clients talk to a real server (started from this
-test's environment) without any server dependency or accelerator (orjson, pybase64) installed.
+there the core computes in-process, the clients talk to a real server (started from this
+test's environment) without any server dependency or accelerator (orjson, pybase64) installed,
+and the ``lossd`` command answers ``--version``, ``losses`` and ``compute``.
 """
 
 from __future__ import annotations
@@ -91,5 +92,15 @@ def test_pip_install_lossd_is_the_client_and_the_core(tmp_path: Path) -> None:
         _run(python, "-c", "import lossd, sys; lossd.Client; lossd.GrpcClient; "
              "from lossd.losses import mse; assert 'fastapi' not in sys.modules")
         _run(python, "-c", USE, server.url, server.grpc_target, version)
+        # the command, without the server extras: its version, the local registry, a server
+        lossd = env / "bin" / "lossd"
+        assert _run(lossd, "--version") == f"lossd {version}\n"
+        assert "cross_entropy" in _run(lossd, "losses")
+        assert "cross_entropy" in _run(lossd, "losses", "--grpc", server.grpc_target)
+        assert float(_run(lossd, "compute", "mse", "--input", "[1.0, 2.0]", "--target",
+                          "[0.0, 0.0]", "--url", server.url)) == 2.5
+        serve = subprocess.run([lossd, "serve"], capture_output=True, text=True, timeout=60)
+        assert serve.returncode == 1 and len(serve.stderr.splitlines()) == 1, serve.stderr
+        assert "pip install 'lossd[server]'" in serve.stderr
     finally:
         assert server.terminate() == 0, server.log()
