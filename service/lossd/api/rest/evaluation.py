@@ -4,6 +4,8 @@
                                                  {"results": [...], "aggregate": {...}}
     POST   /v1/runs                              create {"loss", "options", "expected_batches",
                                                  "run_id"?} -> the run (201)
+    GET    /v1/runs?state=&limit=&page_token=&offset=
+                                                 runs newest first -> {"runs", "next_page_token"}
     GET    /v1/runs/{run_id}                     the run and its aggregate so far
     PUT    /v1/runs/{run_id}/batches/{batch_id}  {"inputs", "worker"?} -> {"counted", "batches"}
                                                  (201 counted, 200 already counted: idempotent)
@@ -21,7 +23,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 import numpy as np
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import codec
@@ -65,6 +67,11 @@ RUN_SCHEMA: dict[str, Any] = {
         "signature": {"type": "string"}, "created": {"type": "number"},
         "updated": {"type": "number"}, "aggregate": AGGREGATE_SCHEMA,
         "workers": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+RUN_PAGE_SCHEMA: dict[str, Any] = {
+    "type": "object", "properties": {
+        "runs": {"type": "array", "items": RUN_SCHEMA, "description": "newest first"},
+        "next_page_token": {"type": ["string", "null"],
+                            "description": "pass as page_token for the next page; null: last"}}}
 CREATE_BODY: dict[str, Any] = {
     "type": "object", "required": ["loss"], "additionalProperties": False, "properties": {
         "loss": {"type": "string", "enum": sorted(REGISTRY)},
@@ -181,6 +188,25 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
                                     expected_batches=body.get("expected_batches"),
                                     run_id=body.get("run_id"))
             return json_response(run_json(run), 201)
+        return await guard("runs", request, handle)
+
+    @app.get("/v1/runs", tags=["evaluation"], summary="List runs, newest first (paginated)",
+             responses={**_ok("a page of runs", RUN_PAGE_SCHEMA), **RUN_ERRORS})
+    async def list_runs(
+            request: Request,
+            state: Annotated[str | None, Query(description="open or finished (default: both)",
+                                               max_length=16)] = None,
+            limit: Annotated[int | None, Query(description="runs per page, 1 to 100 (default "
+                                                           "20)")] = None,
+            page_token: Annotated[str | None, Query(description="next_page_token of the "
+                                                    "previous page", max_length=512)] = None,
+            offset: Annotated[int | None, Query(description="skip this many runs first")] = None,
+    ) -> Response:
+        async def handle() -> Response:
+            page = await runs.list_runs(state=state, limit=limit, page_token=page_token,
+                                        offset=offset)
+            return json_response({"runs": [run_json(run) for run in page.runs],
+                                  "next_page_token": page.next_page_token or None})
         return await guard("runs", request, handle)
 
     @app.get("/v1/runs/{run_id}", tags=["evaluation"], summary="A run and its aggregate",
