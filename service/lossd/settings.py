@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     runs_retention_s: float = Field(7 * 86400.0, ge=0, description="drop runs idle this long "
                                                                    "(0: keep until deleted)")
 
+    console: bool = Field(True, description="serve the web console at / (its static files are "
+                                            "public; the API data it shows needs a key when "
+                                            "api_keys are set)")
+
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(True, description="structured (JSON) logs")
 

@@ -4,10 +4,12 @@
     V2          /v2/...                                          (:mod:`.v2`)
     evaluation  /v1/losses/{name}/stream, /v1/runs/...           (:mod:`.evaluation`)
     health      /livez, /readyz, /metrics                        (here)
+    docs        /docs, /redoc (offline), /openapi.json           (:mod:`.console`, here)
 
-Outside FastAPI, in this order: :class:`~.auth.RestAuth` (when API keys are set),
-:class:`~.disconnect.QuietDisconnect`, and :class:`~.native.ComputeFastPath`, which serves
-compute requests for registered losses without FastAPI's routing.
+Outside FastAPI, in this order: :class:`~.console.ConsoleFront` (the console at ``/``, the
+static files of the console and of the docs: public), :class:`~.auth.RestAuth` (when API keys
+are set), :class:`~.disconnect.QuietDisconnect`, and :class:`~.native.ComputeFastPath`, which
+serves compute requests for registered losses without FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ...runs import RunManager
 from ...settings import Settings
 from . import openapi
 from .auth import RestAuth
+from .console import ConsoleFront, add_docs_routes
 from .disconnect import QuietDisconnect
 from .evaluation import EncodedRunIds, add_evaluation_routes
 from .guard import Guard, json_response, native_error, v2_error
@@ -42,7 +45,8 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
     """The REST app around ``engine`` (which the caller starts and drains); the evaluation
     routes are mounted when ``runs`` is given."""
     app = FastAPI(title="lossd", version=__version__, description=openapi.DESCRIPTION,
-                  openapi_tags=openapi.TAGS)
+                  openapi_tags=openapi.TAGS, docs_url=None, redoc_url=None)
+    add_docs_routes(app)
     guard = Guard(engine.metrics, "rest", native_error)
     endpoint = ComputeEndpoint(settings, engine, guard)
 
@@ -85,7 +89,8 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
     app.add_middleware(QuietDisconnect)
     front: Any = QuietDisconnect(ComputeFastPath(app, endpoint))
     keys = settings.keys()
-    return RestAuth(front, keys, not settings.metrics_auth) if keys else front
+    return ConsoleFront(RestAuth(front, keys, not settings.metrics_auth) if keys else front,
+                        settings)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""The web console and the offline API docs in a real headless Chromium (Debian's ``chromium``,
+driven by Playwright): the catalogue lists every loss; the MSE/L1/smooth-L1/Huber comparison is
+drawn with the core's numbers; a slider redraws a curve with exactly the API's answers; try-it
+computes cross_entropy with gradients and its curl and Python snippets, run as shown, give the
+same number; a run fed by a client reaches 100%; the load page reads /metrics; /docs and /redoc
+render with every other origin blocked; with API keys on, no API data loads without the key.
+Every page is watched: a request for anything outside the lossd origin fails the test.
+
+Screenshots go to docs/img/console-*.png (the README shows them). Without chromium the tests
+skip, except in CI (``CI`` set), where .ci/run installs it: there they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from lossd.client import Client
+from lossd.losses import REGISTRY, compute
+from tests.support.server import ROOT, RunningServer, start_server
+
+CHROMIUM = shutil.which("chromium")
+IMG = ROOT / "docs" / "img"
+KEY = "console-test-key"
+
+if CHROMIUM is None and not os.environ.get("CI"):
+    pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM, "chromium is missing in CI: .ci/run installs it with apt"
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def lossd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("console"))
+    yield running
+    assert running.terminate() == 0, running.log()
+
+
+class Watched:
+    """A page whose every request is checked: only the lossd origin is reached; the rest is
+    aborted and recorded (so /docs renders with the network blocked)."""
+
+    def __init__(self, browser: Browser, origin: str, width: int = 1280) -> None:
+        self.origin = origin
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.outside: list[str] = []
+        self.requests: list[tuple[str, str | None]] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("request", lambda r: self.requests.append(
+            (r.url, r.headers.get("authorization"))))
+
+    def _route(self, route: Route) -> None:
+        if route.request.url.startswith(f"{self.origin}/"):
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort()
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.outside, f"requests left the lossd origin: {self.outside}"
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def watched(browser: Browser, lossd: RunningServer) -> Iterator[Watched]:
+    w = Watched(browser, lossd.url)
+    yield w
+    w.close()
+
+
+def _series(page: Page, selector: str) -> dict:
+    """What the plot ``selector`` drew (once drawn)."""
+    page.wait_for_selector(f"{selector}[data-ready]")
+    return json.loads(page.eval_on_selector(selector, "e => e.dataset.series"))
+
+
+def _shot(page: Page, name: str) -> None:
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / f"console-{name}.png"), full_page=False)
+
+
+def test_catalogue_lists_every_loss_at_both_widths(watched: Watched, browser: Browser,
+                                                   lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/#/losses/huber")
+    items = page.locator("#loss-list li")
+    expect(items).to_have_count(len(REGISTRY))
+    assert sorted(items.evaluate_all("els => els.map(e => e.dataset.loss)")) == sorted(REGISTRY)
+    assert len(REGISTRY) == 37
+    assert page.locator("#loss-list h3").all_inner_texts() == [
+        "Regression", "Classification", "Margin", "Boxes", "Segmentation", "Sequence"] or \
+        page.locator("#loss-list h3").all_inner_texts() == [
+        "regression", "classification", "margin", "boxes", "segmentation", "sequence"]
+    _series(page, "#plot-huber")
+    expect(page.locator(".formula")).to_contain_text("δ")
+    _shot(page, "catalogue")
+    page.fill("#search", "margin")
+    expect(page.locator("#loss-count")).to_contain_text("of 37 losses")
+    shown = items.evaluate_all("els => els.map(e => e.dataset.loss)")
+    assert "margin_ranking" in shown and "mse" not in shown
+
+    narrow = Watched(browser, lossd.url, width=390)
+    try:
+        narrow.page.goto(f"{lossd.url}/#/losses/cross_entropy")
+        _series(narrow.page, "#plot-cross_entropy")
+        width = narrow.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways at 390 px ({width} px wide)"
+        _shot(narrow.page, "mobile")
+    finally:
+        narrow.close()
+
+
+def test_comparison_draws_the_core_numbers(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/#/compare")
+    series = _series(page, "#compare-loss")
+    assert list(series) == ["mse", "l1", "smooth_l1 (β=1)", "huber (δ=1)"]
+    assert page.locator("#compare-loss path.line").count() == 4
+    for path in page.locator("#compare-loss path.line").all():
+        assert path.get_attribute("d").count("L") >= 50
+
+    def check(options: dict[str, dict]) -> None:
+        drawn = _series(page, "#compare-loss")
+        for (name, opts), (label, curve) in zip(options.items(), drawn.items()):
+            x = np.array(curve["x"])
+            expected = compute(name, {"input": x, "target": np.zeros_like(x)},
+                               {"reduction": "none", **opts}).loss
+            np.testing.assert_allclose(curve["y"], expected, rtol=1e-12, err_msg=label)
+
+    check({"mse": {}, "l1": {}, "smooth_l1": {"beta": 1.0}, "huber": {"delta": 1.0}})
+    grads = _series(page, "#compare-grad")
+    assert grads["mse"]["y"] == pytest.approx([2 * v for v in grads["mse"]["x"]])
+    page.focus("#opt-delta")
+    for _ in range(100):  # δ 1 -> 2: Huber leaves smooth L1
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#compare-loss")).to_have_attribute(
+        "data-options", '{"mse":{},"l1":{},"smooth_l1":{"beta":1},"huber":{"delta":2}}')
+    check({"mse": {}, "l1": {}, "smooth_l1": {"beta": 1.0}, "huber": {"delta": 2.0}})
+    _shot(page, "compare")
+
+
+def test_slider_redraws_with_the_api_answers(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/#/losses/huber")
+    before = _series(page, "#plot-huber")
+    page.focus("#opt-delta")
+    for _ in range(50):  # step 0.01: delta 1 -> 1.5, by keyboard
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#plot-huber")).to_have_attribute("data-options", '{"delta":1.5}')
+    after = json.loads(page.eval_on_selector("#plot-huber", "e => e.dataset.series"))
+    assert after["huber loss"]["y"] != before["huber loss"]["y"]
+    expect(page.locator("#opt-delta-value")).to_have_text("1.5")
+    x = after["huber loss"]["x"]
+    answer = httpx.post(f"{lossd.url}/v1/losses/huber", json={
+        "inputs": {"input": {"dtype": "float64", "shape": [len(x)], "data": x},
+                   "target": {"dtype": "float64", "shape": [len(x)], "data": [0] * len(x)}},
+        "options": {"delta": 1.5, "reduction": "none"}, "grad": True}).json()
+    assert after["huber loss"]["y"] == answer["loss"]["data"]
+    assert after["gradient"]["y"] == answer["grads"]["input"]["data"]
+    _shot(page, "loss")
+
+
+def test_try_it_cross_entropy_and_its_snippets(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/#/try/cross_entropy")
+    page.fill("#try-opt-label_smoothing", "0.1")
+    expect(page.locator("#try-grad")).to_be_checked()
+    page.click("#try-compute")
+    shown = float(page.locator("#try-loss-value").inner_text())
+    x = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    expected = compute("cross_entropy", {"input": x, "target": np.array([0, 2])},
+                       {"label_smoothing": 0.1}, grad=True)
+    assert shown == pytest.approx(float(expected.loss), rel=1e-9)
+    grad = json.loads(page.locator("pre.grad[data-tensor='input']").inner_text())
+    np.testing.assert_allclose(grad, expected.grads["input"], rtol=1e-12)
+
+    curl = page.locator("#snippet-curl").inner_text()
+    assert curl.startswith(f"curl -s {lossd.url}/v1/losses/cross_entropy")
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["loss"] == pytest.approx(shown, rel=1e-9)
+
+    python = page.locator("#snippet-python").inner_text()
+    out = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[0]) == pytest.approx(shown, rel=1e-9)
+    grpcurl = page.locator("#snippet-grpcurl").inner_text()
+    assert f":{lossd.grpc_port} lossd.v1.LossService/Compute" in grpcurl
+    assert '"label_smoothing":{"number":0.1}' in grpcurl
+    page.locator("#try-result").scroll_into_view_if_needed()
+    _shot(page, "try")
+
+
+def test_run_fed_by_a_client_reaches_100_percent(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    rng = np.random.default_rng(0)
+    with Client(lossd.url) as client:
+        run = client.create_run("cross_entropy", expected_batches=4, run_id="console-run")
+        page.goto(f"{lossd.url}/#/runs")
+        row = page.locator("tr[data-run='console-run']")
+        expect(row).to_contain_text("0 / 4 (0%)")
+        for i in range(4):
+            client.add_batch(run["run_id"], f"b{i}", worker=f"w{i % 2}",
+                             input=rng.normal(size=(5, 3)), target=rng.integers(0, 3, 5))
+            if i == 1:
+                expect(row).to_contain_text("2 / 4 (50%)")
+        expect(row).to_contain_text("4 / 4 (100%)")
+        value = client.run(run["run_id"])["aggregate"]["value"]
+    _shot(page, "runs")
+    page.click("tr[data-run='console-run'] a")
+    expect(page.locator("dd[data-field='complete']")).to_have_text("yes")
+    assert float(page.locator("dd[data-field='aggregate']").inner_text()) == pytest.approx(
+        float(value), rel=1e-9)
+
+
+def test_load_page_reads_the_metrics(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/#/load")
+    for _ in range(20):
+        httpx.post(f"{lossd.url}/v1/losses/mse", json={"inputs": {"input": [1.0, 2.0],
+                                                                  "target": [0.0, 0.5]}})
+    expect(page.locator("#load-rates")).to_contain_text("mse")
+    expect(page.locator("#load-latency")).to_contain_text("ms")
+    page.wait_for_selector("#load-rate svg", timeout=10_000)
+    _shot(page, "load")
+
+
+def test_docs_render_with_the_network_blocked(watched: Watched, lossd: RunningServer) -> None:
+    page = watched.page
+    page.goto(f"{lossd.url}/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=15_000)
+    text = page.locator(".swagger-ui").inner_text()
+    for route in ("/v1/losses/{name}/stream", "/v1/runs", "/v2/models/{loss}/infer",
+                  "/v1/batch"):
+        assert route in text, route
+    _shot(page, "docs")
+    page.goto(f"{lossd.url}/redoc")
+    expect(page.locator("text=List runs, newest first").first).to_be_attached(timeout=15_000)
+
+
+def test_with_api_keys_nothing_loads_without_the_key(browser: Browser, spawn) -> None:
+    keyed = spawn(env={"LOSSD_API_KEYS": KEY})
+    w = Watched(browser, keyed.url)
+    try:
+        page = w.page
+        page.goto(f"{keyed.url}/#/losses")
+        expect(page.locator("#api-key")).to_be_visible()
+        assert page.locator("#loss-list li").count() == 0
+        api = [url for url, _ in w.requests if not url.startswith(
+            (f"{keyed.url}/console/", f"{keyed.url}/#"))
+            and url.rstrip("/") != keyed.url]
+        assert api == [], api
+        assert page.evaluate("fetch('/v1/losses').then(r => r.status)") == 401
+        assert page.evaluate("fetch('/v1/runs').then(r => r.status)") == 401
+        _shot(page, "key")
+        w.requests.clear()
+        page.fill("#api-key", KEY)
+        page.click("text=Use key")
+        expect(page.locator("#loss-list li")).to_have_count(len(REGISTRY))
+        sent = [(url, auth) for url, auth in w.requests if "/v1/" in url]
+        assert sent and all(auth == f"Bearer {KEY}" for _, auth in sent), sent
+    finally:
+        w.close()
+
+
+def test_console_can_be_turned_off(spawn) -> None:
+    off = spawn(env={"LOSSD_CONSOLE": "false"})
+    assert httpx.get(f"{off.url}/").status_code == 404
+    assert httpx.get(f"{off.url}/console/main.js").status_code == 404
+    assert httpx.get(f"{off.url}/docs").status_code == 200  # the API docs stay
+    assert httpx.get(f"{off.url}/docs-assets/swagger-ui.css").status_code == 200
+
+
+def test_console_files_ship_in_the_package() -> None:
+    console = ROOT / "service" / "lossd" / "console"
+    names = {p.name for p in console.iterdir()}
+    assert {"index.html", "main.js", "console.css"} <= names
+    for js in console.glob("*.js"):  # no other origin named anywhere in the console's code
+        text = js.read_text().replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace
+        assert "http://" not in text and "https://" not in text, js.name
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"console/*"' in pyproject
+    assert Path(ROOT / "service" / "lossd" / "console" / "index.html").read_text().count(
+        "{{config}}") == 1
