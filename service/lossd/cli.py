@@ -33,7 +33,6 @@ import dataclasses
 import difflib
 import functools
 import importlib
-import inspect
 import json
 import math
 import os
@@ -129,9 +128,13 @@ def build_parser() -> Parser:
         description="Compute LOSS on tensors from .npy, .npz or .json files or inline JSON: on "
                     "a server with --url/--grpc, else in-process. Prints the loss.")
     compute.add_argument("loss", metavar="LOSS", help="wire name, e.g. cross_entropy")
-    for name in sorted({t.name for spec in core.REGISTRY.values() for t in spec.tensors}):
+    tensors = compute.add_argument_group(
+        "tensors", "each a .npy file, a .npz file (its only array, the one named after the "
+                   "tensor, or FILE.npz:KEY), a .json file or inline JSON")
+    names = {t.name for spec in core.REGISTRY.values() for t in spec.tensors}
+    for name in ["input", "target", *sorted(names - {"input", "target"})]:
         flags = [f"--{name.replace('_', '-')}"] + (["--" + name] if "_" in name else [])
-        compute.add_argument(*flags, dest=f"tensor:{name}", metavar="SOURCE",
+        tensors.add_argument(*flags, dest=f"tensor:{name}", metavar="SOURCE",
                              help=_tensor_help(name))
     _option_flag(compute)
     compute.add_argument("--grad", metavar="OUT.npz",
@@ -196,7 +199,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 def _serve(argv: list[str]) -> int:
     """``lossd serve``: the flags of :func:`lossd.serve.add_arguments`, then its ``main``."""
     try:
-        server = importlib.import_module("lossd.serve")
+        from . import serve as server
     except ImportError as error:
         print(f"lossd: serving needs the server extras (pip install 'lossd[server]'): "
               f"{error.name or error} is not installed", file=sys.stderr)
@@ -213,17 +216,13 @@ Connection = Client | GrpcClient
 
 def connect(args: argparse.Namespace) -> Connection | None:
     """The client that ``--url`` or ``--grpc`` names, with the connection flags given (None
-    without either). A flag the installed client does not take is a :class:`UsageError`."""
+    without either)."""
     if args.url is None and args.grpc is None:
         return None
     kind: type[Connection] = Client if args.url is not None else GrpcClient
-    wanted = {"api_key": args.api_key, "tls": args.tls, "ca": args.ca, "cert": args.cert,
-              "key": args.key, "timeout": args.timeout}
-    given = {name: value for name, value in wanted.items() if value is not None}
-    accepted = inspect.signature(kind).parameters
-    missing = [f"--{name.replace('_', '-')}" for name in given if name not in accepted]
-    if missing:
-        raise UsageError(f"this lossd's {kind.__name__} does not take {', '.join(missing)}")
+    flags = {"api_key": args.api_key, "tls": args.tls, "ca": args.ca, "cert": args.cert,
+             "key": args.key, "timeout": args.timeout}
+    given = {name: value for name, value in flags.items() if value is not None}
     try:
         return kind(args.url if args.url is not None else args.grpc, **given)
     except (ValueError, OSError) as error:  # e.g. --tls with an http:// URL, a missing --ca

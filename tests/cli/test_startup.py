@@ -52,6 +52,20 @@ def test_a_bad_setting_is_one_line(args: list[str], env: dict[str, str],
         assert word in line, line
 
 
+def test_a_host_that_is_not_this_machine() -> None:
+    line = one_line_error(lossd("serve", "--host", "192.0.2.1", "--http-port", "0",
+                                "--grpc-port", "0"))
+    assert "REST cannot listen on 192.0.2.1:0" in line and "--host / LOSSD_HOST" in line
+
+
+def test_each_mistake_is_a_line() -> None:
+    done = lossd("serve", "--log-json", "--http-port", "-1", "--runs-store", "mongo",
+                 env={"LOSSD_MAX_QUEUE": "zero"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert sorted(line.split(" (")[0] for line in done.stderr.splitlines()) == [
+        "lossd: http_port", "lossd: max_queue", "lossd: runs_store"]
+
+
 def test_the_client_key_and_test_knobs_are_not_settings(spawn) -> None:
     running = spawn(env={"LOSSD_API_KEY": "client-side", "LOSSD_FUZZ_EXAMPLES": "3"})
     assert running.process.poll() is None
