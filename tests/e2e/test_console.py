@@ -2,9 +2,11 @@
 driven by Playwright): the catalogue lists every loss; the MSE/L1/smooth-L1/Huber comparison is
 drawn with the core's numbers; a slider redraws a curve with exactly the API's answers; try-it
 computes cross_entropy with gradients and its curl and Python snippets, run as shown, give the
-same number; a run fed by a client reaches 100%; the load page reads /metrics; /docs and /redoc
-render with every other origin blocked; with API keys on, no API data loads without the key.
-Every page is watched: a request for anything outside the lossd origin fails the test.
+same number (and so does the grpcurl snippet's body, sent to the same method); a run fed by a
+client reaches 100%; the load page reads /metrics; /docs and /redoc render with every other
+origin blocked; with API keys on, no API data loads without the key (and the docs' pages send
+the key the console was given). Every page is watched: a request for anything outside the lossd
+origin fails the test.
 
 Screenshots go to docs/img/console-*.png (the README shows them). Without chromium the tests
 skip, except in CI (``CI`` set), where .ci/run installs it: there they fail.
@@ -20,11 +22,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+from google.protobuf import json_format
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from lossd._proto.lossd.v1 import lossd_pb2 as pb
+from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import Client
 from lossd.losses import REGISTRY, compute
 from tests.support.server import ROOT, RunningServer, start_server
@@ -209,8 +215,17 @@ def test_try_it_cross_entropy_and_its_snippets(watched: Watched, lossd: RunningS
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.split()[0]) == pytest.approx(shown, rel=1e-9)
     grpcurl = page.locator("#snippet-grpcurl").inner_text()
-    assert f":{lossd.grpc_port} lossd.v1.LossService/Compute" in grpcurl
-    assert '"label_smoothing":{"number":0.1}' in grpcurl
+    assert grpcurl.rstrip().endswith(f"127.0.0.1:{lossd.grpc_port} lossd.v1.LossService/Compute")
+    # grpcurl is not installed here: its -d body goes through protobuf's JSON mapping, as
+    # grpcurl would send it, to the same method
+    body = grpcurl.split(" -d '", 1)[1].split("' \\", 1)[0]
+    request = json_format.Parse(body, pb.ComputeRequest())
+    with grpc.insecure_channel(lossd.grpc_target) as channel:
+        answer = pb_grpc.LossServiceStub(channel).Compute(request, timeout=10)
+    loss = answer.loss
+    got = np.frombuffer(loss.raw, np.float64) if loss.raw else np.array(loss.double_data)
+    assert float(got[0]) == pytest.approx(shown, rel=1e-9)
+    assert set(answer.grads) == {"input"}
     page.locator("#try-result").scroll_into_view_if_needed()
     _shot(page, "try")
 
@@ -283,6 +298,15 @@ def test_with_api_keys_nothing_loads_without_the_key(browser: Browser, spawn) ->
         expect(page.locator("#loss-list li")).to_have_count(len(REGISTRY))
         sent = [(url, auth) for url, auth in w.requests if "/v1/" in url]
         assert sent and all(auth == f"Bearer {KEY}" for _, auth in sent), sent
+        # the docs' pages send the key the console was given in this tab
+        page.goto(f"{keyed.url}/docs")
+        expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=15_000)
+        page.goto(f"{keyed.url}/redoc")
+        expect(page.locator("text=List runs, newest first").first).to_be_attached(
+            timeout=15_000)
+        page.evaluate("sessionStorage.clear()")
+        page.goto(f"{keyed.url}/redoc")
+        expect(page.locator("#redoc")).to_contain_text("requires an API key")
     finally:
         w.close()
 

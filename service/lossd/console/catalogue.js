@@ -135,7 +135,14 @@ export async function showCatalogue(main, selected) {
       h("label", { for: "search" }, "Search"), search, count, list),
     detail));
   const loss = losses.find((l) => l.name === selected) || losses.find((l) => l.name === "huber");
-  if (loss) await lossDetail(detail, loss);
+  if (!loss) return;
+  const drawn = lossDetail(detail, loss);
+  if (selected) {  // a loss picked from the list: take focus (and, on a phone, the view) there
+    const title = document.getElementById("loss-title");
+    title.setAttribute("tabindex", "-1");
+    title.focus();
+  }
+  await drawn;
 }
 
 export const COMPARED = ["mse", "l1", "smooth_l1", "huber"];

@@ -4,7 +4,7 @@
     V2          /v2/...                                          (:mod:`.v2`)
     evaluation  /v1/losses/{name}/stream, /v1/runs/...           (:mod:`.evaluation`)
     health      /livez, /readyz, /metrics                        (here)
-    docs        /docs, /redoc (offline), /openapi.json           (:mod:`.console`, here)
+    docs        /openapi.json (here); /docs, /redoc, the console  (:mod:`.console`)
 
 Outside FastAPI, in this order: :class:`~.console.ConsoleFront` (the console at ``/``, the
 static files of the console and of the docs: public), :class:`~.auth.RestAuth` (when API keys
@@ -30,7 +30,7 @@ from ...runs import RunManager
 from ...settings import Settings
 from . import openapi
 from .auth import RestAuth
-from .console import ConsoleFront, add_docs_routes
+from .console import ConsoleFront
 from .disconnect import QuietDisconnect
 from .evaluation import EncodedRunIds, add_evaluation_routes
 from .guard import Guard, json_response, native_error, v2_error
@@ -46,7 +46,6 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
     routes are mounted when ``runs`` is given."""
     app = FastAPI(title="lossd", version=__version__, description=openapi.DESCRIPTION,
                   openapi_tags=openapi.TAGS, docs_url=None, redoc_url=None)
-    add_docs_routes(app)
     guard = Guard(engine.metrics, "rest", native_error)
     endpoint = ComputeEndpoint(settings, engine, guard)
 

@@ -3,13 +3,14 @@
     /                  the console's page (``lossd/console/index.html``, this server's settings
                        filled in); off with ``LOSSD_CONSOLE=false``
     /console/...       its scripts, styles and icon (plain ES modules: no build step)
-    /docs-assets/...   Swagger UI and ReDoc, as the ``fastapi-offline`` package ships them
-    /docs, /redoc      FastAPI's pages pointed at those files (no CDN: they work offline)
+    /docs, /redoc      Swagger UI and ReDoc on ``/openapi.json`` (on whatever the console says)
+    /docs-assets/...   their files, as the ``fastapi-offline`` package ships them (no CDN: the
+                       docs work offline), and ``lossd-docs.js`` that starts them
 
-The console's files and the docs' assets are static and public, served in front of the API-key
-check (:class:`ConsoleFront`); everything the console shows comes from the API itself, with the
-key the page asks for. ``/docs`` and ``/redoc`` are routes of the app, behind the key like
-``/openapi.json`` that they read.
+All of it is static and public, served in front of the API-key check (:class:`ConsoleFront`);
+what the pages show comes from the API itself, with the key the console asks for (kept in the
+tab, which the docs' pages send too). Each page's Content-Security-Policy lets the browser
+fetch from this origin only.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
-from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -35,14 +34,15 @@ from ...settings import Settings
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 DOCS_ASSETS = "/docs-assets"
 NO_ICON = "data:,"  # an empty icon: the browser asks no server for one
+GET = ["GET", "HEAD"]
 # the console's page may load its own files only, and talk to its own origin only
 CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
-# the docs' pages: their own inline boot script and styles, files from here only (ReDoc's footer
-# names a logo on its vendor's CDN: the browser does not fetch it)
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
-            "'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; worker-src 'self' "
-            "blob:; connect-src 'self'; frame-ancestors 'none'")
+# the docs' pages: files from here only (both UIs inject their styles; ReDoc's footer names a logo
+# on its vendor's CDN: the browser does not fetch it)
+DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src "
+            "'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+            "frame-ancestors 'none'")
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -54,27 +54,22 @@ def docs_assets_dir() -> Path:
     return Path(spec.origin).parent / "static"
 
 
-def add_docs_routes(app: FastAPI) -> None:
-    """``/docs`` (Swagger UI) and ``/redoc`` on the app, from the local assets."""
-    openapi_url = app.openapi_url or "/openapi.json"
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=NO_ICON,
-            swagger_ui_parameters={"validatorUrl": None})  # no badge from validator.swagger.io
-        page.headers["content-security-policy"] = DOCS_CSP
-        return page
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        page = get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=NO_ICON, with_google_fonts=False)
-        page.headers["content-security-policy"] = DOCS_CSP
-        return page
+def docs_page(kind: str, settings: Settings) -> str:
+    """The HTML of ``/docs`` (``kind`` "swagger") or ``/redoc`` ("redoc"): the bundle and
+    ``lossd-docs.js``, no inline script."""
+    files = {"swagger": (f'<link rel="stylesheet" href="{DOCS_ASSETS}/swagger-ui.css">\n'
+                         f'<script src="{DOCS_ASSETS}/swagger-ui-bundle.js" defer></script>',
+                         "swagger-ui", "Swagger UI"),
+             "redoc": (f'<script src="{DOCS_ASSETS}/redoc.standalone.js" defer></script>',
+                       "redoc", "ReDoc")}
+    head, root, name = files[kind]
+    note = ('<p class="lossd-key">This lossd requires an API key: the one entered in the '
+            '<a href="/">console</a> (in this tab) is sent.</p>\n' if settings.keys() else "")
+    return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<title>lossd - {name}</title>\n<link rel="icon" href="{NO_ICON}">\n{head}\n'
+            f'<script src="{DOCS_ASSETS}/lossd-docs.js" defer></script>\n</head>\n<body>\n'
+            f'{note}<div id="{root}"></div>\n</body>\n</html>\n')
 
 
 def console_page(settings: Settings) -> str:
@@ -86,29 +81,37 @@ def console_page(settings: Settings) -> str:
 
 
 class ConsoleFront:
-    """ASGI: the console's page and files and the docs' assets, in front of ``app`` (and of its
-    API-key check); every other request goes to ``app``."""
+    """ASGI: the console's page and files and the docs' pages and files, in front of ``app`` (and
+    of its API-key check); every other request goes to ``app``."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        routes: list[Route | Mount] = [Mount(DOCS_ASSETS, StaticFiles(
-            directory=docs_assets_dir()), name="docs-assets")]
+
+        def page(text: str, policy: str) -> Callable[[Request], Awaitable[Response]]:
+            async def serve(request: Request) -> Response:
+                return HTMLResponse(text, headers={"content-security-policy": policy,
+                                                   "cache-control": "no-cache"})
+            return serve
+
+        async def boot(request: Request) -> Response:
+            return FileResponse(CONSOLE_DIR / "docs.js", media_type="text/javascript")
+        routes: list[Route | Mount] = [
+            Route("/docs", page(docs_page("swagger", settings), DOCS_CSP), methods=GET),
+            Route("/redoc", page(docs_page("redoc", settings), DOCS_CSP), methods=GET),
+            Route(f"{DOCS_ASSETS}/lossd-docs.js", boot, methods=GET),
+            Mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")]
+        self.paths: tuple[str, ...] = ("/docs", "/redoc")
         self.prefixes: tuple[str, ...] = (f"{DOCS_ASSETS}/",)
         if settings.console:
-            page = console_page(settings)
-
-            async def index(request: Request) -> Response:
-                return HTMLResponse(page, headers={"content-security-policy": CONSOLE_CSP,
-                                                   "cache-control": "no-cache"})
-            routes += [Route("/", index, methods=["GET", "HEAD"]),
+            routes += [Route("/", page(console_page(settings), CONSOLE_CSP), methods=GET),
                        Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")]
+            self.paths += ("/",)
             self.prefixes += ("/console/",)
         self.static = Starlette(routes=routes)
-        self.console = settings.console
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the static paths here; pass everything else on."""
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(self.prefixes) or (self.console and path == "/"):
+        if path in self.paths or path.startswith(self.prefixes):
             return await self.static(scope, receive, send)
         return await self.app(scope, receive, send)
