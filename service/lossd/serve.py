@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,6 +54,12 @@ ENV_PREFIX = str(Settings.model_config.get("env_prefix", "LOSSD_"))
 # LOSSD_* names that lossd's own tools read and the server does not: the CLI's API key, and the
 # test suite's fuzzing knobs (``make fuzz`` sets them in the environment its servers inherit)
 NOT_SETTINGS = ("LOSSD_API_KEY", "LOSSD_FUZZ_")
+# Kubernetes' service links: a Service named lossd (deploy/k8s) gives the pods of its namespace
+# LOSSD_SERVICE_HOST, LOSSD_SERVICE_PORT[_HTTP], LOSSD_PORT=tcp://..., LOSSD_PORT_8000_TCP[_ADDR]
+# and so on (lossd-foo: LOSSD_FOO_...); a bare ..._PORT only with its tcp:// value
+SERVICE_LINK = re.compile(r"LOSSD(_\w+)?_(SERVICE_HOST|SERVICE_PORT(_\w+)?|"
+                          r"PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)", re.IGNORECASE)
+SERVICE_LINK_URL = re.compile(r"LOSSD(_\w+)?_PORT", re.IGNORECASE)
 
 
 class StartupError(Exception):
@@ -265,14 +272,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_environment(environ: Mapping[str, str]) -> None:
     """Refuse ``LOSSD_*`` variables that name no setting (``LOSSD_HTTP_PROT``: did you mean
     ``LOSSD_HTTP_PORT``?), which pydantic-settings would ignore. Names are matched as
-    pydantic-settings matches them: prefix plus field name, in any case."""
+    pydantic-settings matches them: prefix plus field name, in any case. Not refused: the
+    names lossd's tools read (:data:`NOT_SETTINGS`) and Kubernetes' service links.
+
+    Example:
+        >>> check_environment({"LOSSD_HTTP_PORT": "8000", "LOSSD_SERVICE_HOST": "10.0.0.7",
+        ...                    "LOSSD_PORT": "tcp://10.0.0.7:8000", "PATH": "/bin"})
+        >>> check_environment({"LOSSD_HTTP_PROT": "8001"})
+        Traceback (most recent call last):
+        ...
+        lossd.serve.StartupError: unknown setting LOSSD_HTTP_PROT: did you mean LOSSD_HTTP_PORT?
+    """
     prefix = ENV_PREFIX.upper()
     fields = [name.upper() for name in Settings.model_fields]
     lines = []
     for name in sorted(environ):
         upper = name.upper()
         if (not upper.startswith(prefix) or upper.removeprefix(prefix) in fields
-                or upper.startswith(NOT_SETTINGS)):
+                or upper.startswith(NOT_SETTINGS) or SERVICE_LINK.fullmatch(name)
+                or (SERVICE_LINK_URL.fullmatch(name)
+                    and environ[name].startswith(("tcp://", "udp://", "sctp://")))):
             continue
         close = difflib.get_close_matches(upper.removeprefix(prefix), fields, n=1, cutoff=0.75)
         hint = (f"did you mean {prefix}{close[0]}?" if close

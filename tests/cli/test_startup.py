@@ -66,6 +66,26 @@ def test_each_mistake_is_a_line() -> None:
         "lossd: http_port", "lossd: max_queue", "lossd: runs_store"]
 
 
-def test_the_client_key_and_test_knobs_are_not_settings(spawn) -> None:
-    running = spawn(env={"LOSSD_API_KEY": "client-side", "LOSSD_FUZZ_EXAMPLES": "3"})
+# what Kubernetes gives every pod in the namespace of deploy/k8s's ClusterIP Service "lossd"
+SERVICE_LINKS = {
+    "LOSSD_SERVICE_HOST": "10.96.0.7", "LOSSD_SERVICE_PORT": "8000",
+    "LOSSD_SERVICE_PORT_HTTP": "8000", "LOSSD_PORT": "tcp://10.96.0.7:8000",
+    "LOSSD_PORT_8000_TCP": "tcp://10.96.0.7:8000", "LOSSD_PORT_8000_TCP_PROTO": "tcp",
+    "LOSSD_PORT_8000_TCP_PORT": "8000", "LOSSD_PORT_8000_TCP_ADDR": "10.96.0.7",
+    "LOSSD_METRICS_SERVICE_HOST": "10.96.0.8",
+}
+
+
+def test_service_links_are_not_settings_but_look_alikes_are_refused() -> None:
+    from lossd.serve import StartupError, check_environment
+    check_environment(SERVICE_LINKS)
+    for name, value in [("LOSSD_HTTPS_PORT", "8001"), ("LOSSD_PORT", "8001"),
+                        ("LOSSD_SERVICE", "x")]:
+        with pytest.raises(StartupError, match=f"unknown setting {name}"):
+            check_environment({name: value})
+
+
+def test_the_client_key_test_knobs_and_service_links_are_not_settings(spawn) -> None:
+    running = spawn(env={"LOSSD_API_KEY": "client-side", "LOSSD_FUZZ_EXAMPLES": "3",
+                         **SERVICE_LINKS})
     assert running.process.poll() is None
