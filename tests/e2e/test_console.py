@@ -311,6 +311,111 @@ def test_with_api_keys_nothing_loads_without_the_key(browser: Browser, spawn) ->
         w.close()
 
 
+CHECK_EVERY_LOSS = """async () => {
+  const { CURVES, curveBody, grid, example } = await import('/console/curves.js');
+  const { tensorText } = await import('/console/tryit.js');
+  const { values } = await import('/console/api.js');
+  const post = (name, body) => fetch(`/v1/losses/${name}`, { method: 'POST',
+    headers: { 'content-type': 'application/json' }, body });
+  const losses = (await (await fetch('/v1/losses')).json()).losses;
+  const out = {};
+  for (const loss of losses) {
+    const curve = CURVES[loss.name], result = {};
+    if (curve) {
+      const xs = grid(...curve.range);
+      const r = await post(loss.name, JSON.stringify(curveBody(loss.name, xs, {})));
+      const answer = await r.json();
+      result.curve = r.status === 200 ? [values(answer.loss).filter(Number.isFinite).length,
+        curve.grad ? curve.grad(answer.grads).filter(Number.isFinite).length : xs.length,
+        xs.length] : [r.status, JSON.stringify(answer)];
+    }
+    const inputs = Object.entries(example(loss.name)).map(([k, t]) => `"${k}": ${tensorText(t)}`);
+    const r = await post(loss.name, `{"inputs": {${inputs.join(', ')}}, "grad": true}`);
+    result.example = r.status === 200 ? 'ok' : `${r.status} ${await r.text()}`;
+    out[loss.name] = result;
+  }
+  return out;
+}"""
+
+
+def test_every_loss_has_a_curve_and_a_try_it_example(watched: Watched,
+                                                     lossd: RunningServer) -> None:
+    """The console's curve request and its Try-it example (as the form writes it) are answered
+    for every loss; every curve is finite at all its points (CTC has no curve)."""
+    page = watched.page
+    page.goto(f"{lossd.url}/#/losses")
+    expect(page.locator("#loss-list li")).to_have_count(len(REGISTRY))
+    checked = page.evaluate(CHECK_EVERY_LOSS)
+    assert set(checked) == set(REGISTRY)
+    for name, result in checked.items():
+        assert result["example"] == "ok", (name, result)
+        if name == "ctc":
+            assert "curve" not in result
+            continue
+        finite, grad_finite, points = result["curve"]
+        assert finite == grad_finite == points, (name, result)
+
+
+A11Y = """() => {
+  const problems = [];
+  const visible = (e) => e.offsetParent !== null || e.getClientRects().length > 0;
+  for (const e of document.querySelectorAll('input, select, textarea')) {
+    if (e.type === 'hidden' || !visible(e)) continue;
+    if (!(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+        && !e.getAttribute('aria-labelledby')) problems.push(`unlabelled ${e.tagName} #${e.id}`);
+  }
+  for (const e of document.querySelectorAll('button, a')) {
+    if (visible(e) && !e.textContent.trim() && !e.getAttribute('aria-label'))
+      problems.push(`nameless ${e.tagName}`);
+  }
+  for (const e of document.querySelectorAll('svg[role="img"]')) {
+    if (!e.getAttribute('aria-label')) problems.push('plot without a label');
+  }
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const texts = [...document.querySelectorAll('main *, header *')].filter((e) => visible(e)
+    && [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())
+    && !e.closest('svg'));
+  for (const e of texts) {
+    const fg = rgb(getComputedStyle(e).color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(background(e))].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (!(ratio >= 4.5)) problems.push(`contrast ${ratio.toFixed(2)} for ${e.tagName}: `
+      + e.textContent.trim().slice(0, 30));
+  }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("route", ["#/losses", "#/compare", "#/try/cross_entropy",
+                                   "#/runs", "#/load"])
+def test_pages_are_labelled_keyboard_reachable_and_legible(watched: Watched, lossd: RunningServer,
+                                                          route: str) -> None:
+    """Every control has a label, every plot a text alternative, all text 4.5:1 contrast (WCAG
+    AA) against its background; the first Tab reaches the skip link, which moves to main."""
+    page = watched.page
+    page.goto(f"{lossd.url}/{route}")
+    page.wait_for_selector("main h1, main h2")
+    if route in ("#/losses", "#/compare"):
+        page.wait_for_selector("figure[data-ready]")
+    assert page.evaluate(A11Y) == []
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+
 def test_console_can_be_turned_off(spawn) -> None:
     off = spawn(env={"LOSSD_CONSOLE": "false"})
     assert httpx.get(f"{off.url}/").status_code == 404

@@ -5,7 +5,7 @@ import { api, config, format, getKey, h, listLosses, values } from "./api.js";
 import { example } from "./curves.js";
 
 // JSON with floats written as floats (1.0, not 1): lossd reads an all-integer list as int64.
-function tensorText(tensor) {
+export function tensorText(tensor) {
   const float = tensor.dtype.startsWith("float");
   const flat = tensor.data.map((v) => (float && Number.isInteger(v) ? v.toFixed(1) : String(v)));
   const nest = (shape, offset) => {
