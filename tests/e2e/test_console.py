@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,7 +190,8 @@ def test_slider_redraws_with_the_api_answers(watched: Watched, lossd: RunningSer
     _shot(page, "loss")
 
 
-def test_try_it_cross_entropy_and_its_snippets(watched: Watched, lossd: RunningServer) -> None:
+def test_try_it_cross_entropy_and_its_snippets(watched: Watched, lossd: RunningServer,
+                                               tmp_path: Path) -> None:
     page = watched.page
     page.goto(f"{lossd.url}/#/try/cross_entropy")
     page.fill("#try-opt-label_smoothing", "0.1")
@@ -228,6 +230,18 @@ def test_try_it_cross_entropy_and_its_snippets(watched: Watched, lossd: RunningS
     assert set(answer.grads) == {"input"}
     page.locator("#try-result").scroll_into_view_if_needed()
     _shot(page, "try")
+
+    # a .npy upload: float32 logits are sent as float32, and answered in float32
+    logits = np.array([[1.5, -0.25, 0.125], [0.3, 0.7, -1.1]], np.float32)
+    np.save(tmp_path / "logits.npy", logits)
+    page.set_input_files("#try-tensor-input-npy", str(tmp_path / "logits.npy"))
+    expect(page.locator("#try-tensor-input")).to_have_value(re.compile('"dtype":"float32"'))
+    page.click("#try-compute")
+    expect(page.locator("#try-raw")).to_contain_text('"dtype": "float32"')
+    expected32 = compute("cross_entropy", {"input": logits, "target": np.array([0, 2])},
+                         {"label_smoothing": 0.1}).loss
+    assert float(page.locator("#try-loss-value").inner_text()) == pytest.approx(
+        float(expected32), rel=1e-6)
 
 
 def test_run_fed_by_a_client_reaches_100_percent(watched: Watched, lossd: RunningServer) -> None:
