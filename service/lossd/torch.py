@@ -36,9 +36,10 @@ raises :class:`lossd.errors.InvalidArgument` in backward instead of returning a 
 Reshaping so that each loss value is its own sample makes it exact (cross-entropy:
 ``input.movedim(1, -1).reshape(-1, C)`` and ``target.reshape(-1)``).
 
-lossd differentiates the tensors the registry marks differentiable; a floating tensor in
-another slot that requires grad (a class weight, ±1 labels) is refused rather than silently
-left without a gradient: detach it. Double backward is not supported (``once_differentiable``).
+lossd differentiates the tensors the registry marks differentiable; a tensor that requires grad
+but gets no gradient from lossd (±1 labels; a class weight where lossd, like torch, has none)
+is refused rather than silently left without one: detach it. Double backward is not supported
+(``once_differentiable``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import numpy as np
 
 from .client import LossResult
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import InvalidArgument
 from .losses import ANY, LossSpec, batch_axes, check_options, get_spec, prepare
 
 
@@ -151,9 +152,9 @@ else:
             for name, t in zip(call.names, tensors):
                 if name not in call.wanted:
                     continue
-                if name not in result.grads:
-                    raise FailedPrecondition(f"{call.spec.name}: the server sent no gradient "
-                                             f"for {name!r}", field=name)
+                if name not in result.grads:  # e.g. a class weight with class-index targets
+                    raise InvalidArgument(f"{name}: lossd gives {call.spec.name} no gradient "
+                                          f"for {name!r} in this call; detach it", field=name)
                 grads[name] = to_tensor(result.grads[name], dtype=t.dtype, device=t.device)
             ctx.call, ctx.grads = call, grads
             # what backward needs to place reduction='none' weights (NumPy views on the CPU)
