@@ -7,6 +7,7 @@ the same weights for the loss values (``grad_output``) on both sides.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import defaultdict
 
@@ -36,14 +37,25 @@ def _reduction(case: Case) -> str:
     return case.options.get("reduction", REGISTRY[case.loss].option_map["reduction"].default)
 
 
+@functools.cache
+def _gradients(name: str) -> tuple[str, ...]:
+    """The tensors lossd differentiates in this case (the registry's flags say "may": a class
+    weight gets a gradient with probability targets only); whether torch agrees is
+    tests/losses' business, whether the bridge passes them on is this file's."""
+    case = CASES_BY_NAME[name]
+    return tuple(compute(case.loss, case.inputs, case.options, grad=True).grads)
+
+
 def _differentiated(case: Case) -> list[str]:
-    tensors = REGISTRY[case.loss].tensor_map
-    return [n for n, a in case.inputs.items() if tensors[n].differentiable and a.dtype.kind == "f"]
+    return list(_gradients(case.name))
+
+
+CASES_BY_NAME = {case.name: case for case in all_cases(SEED)}
 
 
 def _selected() -> list[Case]:
     groups: dict[tuple[str, str, str], list[Case]] = defaultdict(list)
-    for case in all_cases(SEED):
+    for case in CASES_BY_NAME.values():
         width = _width(case)
         if case.error is None and case.grad and width and _differentiated(case):
             groups[(case.loss, width, _reduction(case))].append(case)
@@ -153,7 +165,8 @@ def _weighting(case: Case, out_shape: tuple[int, ...]):
     elementwise = all(spec.tensor_map[n].dims == ((ANY,),) for n in differentiated)
     if elementwise and all(case.inputs[n].shape == out_shape for n in differentiated):
         return per_element
-    if batch_axes(prepare(case.loss, case.inputs, case.options)) is not None:
+    axes = batch_axes(prepare(case.loss, case.inputs, case.options))
+    if axes is not None and all(n in axes for n in differentiated):  # no shared class weight
         return per_sample
     return None
 
