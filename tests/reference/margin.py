@@ -21,10 +21,15 @@ def _reduce(values, reduction: str):
 
 
 def _hinge_oracle(x, target, squared: bool, reduction: str):
-    """Keras's hinge in torch ops: labels cast to x's dtype, all-0/1 labels mapped to ±1."""
+    """Keras's hinge in torch ops: labels cast to x's dtype, all-0/1 labels mapped to ±1.
+
+    The labels are detached: they are discrete classes (±1, or 0/1 mapped by a test of every
+    value), so lossd's hinge gives them no gradient, as torch gives none to the ±1 labels of
+    hinge_embedding and cosine_embedding; the oracle states that choice rather than
+    differentiating ``2y - 1``."""
     import torch
 
-    y = target.to(x.dtype)
+    y = target.detach().to(x.dtype)
     if bool(((y == 0) | (y == 1)).all()):
         y = 2 * y - 1
     h = torch.clamp_min(1 - y * x, 0)

@@ -16,6 +16,7 @@ are turned back into int64 by :func:`_labels`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,13 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = _max_shifted(x)
     shifted -= np.log(_class_sum(np.exp(shifted)))[:, None]
     return shifted
+
+
+def _class_total(array: np.ndarray) -> np.ndarray:
+    """``(C,)``: the sum of ``(N, C, *d)`` over every axis but the class axis 1 (a class
+    weight's gradient)."""
+    total: np.ndarray = array.sum(axis=(0, *range(2, array.ndim)))
+    return total
 
 
 def _class_vector(vector: np.ndarray, ndim: int) -> np.ndarray:
@@ -358,7 +366,10 @@ def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarr
                        weight: np.ndarray | None = None, ignore_index: int = -100,
                        label_smoothing: float = 0.0) -> dict[str, np.ndarray]:
     """Through log-softmax: with ``q_c`` the weight of ``-log p_c`` in ``l``,
-    ``∂l/∂x = p·Σ_c q_c - q``; probability targets also get ``∂l/∂y_c = -(1 - ε)·w_c·log p_c``.
+    ``∂l/∂x = p·Σ_c q_c - q``; probability targets also get ``∂l/∂y_c = -(1 - ε)·w_c·log p_c``
+    and, with class weights, ``∂l/∂w_c = -Σ_positions y'_c·log p_c`` (``y'`` the smoothed
+    target; the mean divides by the positions, not by w). Torch does not differentiate the
+    weight of index targets (its nll kernel refuses), so neither does lossd.
     """
     eps = max(label_smoothing, 0.0)
     x, y = _layout(input, target)
@@ -375,9 +386,13 @@ def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarr
         grad_x -= q
         grad_x *= g
         grad_y = log_p * (-(1 - eps) * g)
+        grads = {"input": _like_input(grad_x, input)}
         if class_weight is not None:
             grad_y *= class_weight
-        return {"input": _like_input(grad_x, input), "target": _like_input(grad_y, input)}
+            smoothed = y * (1 - eps) + uniform if eps > 0 else y
+            grads["weight"] = -_class_total(smoothed * log_p * g)
+        grads["target"] = _like_input(grad_y, input)
+        return grads
     labels, valid = _labels(y, ignore_index)
     _, grad_x, total = _shifted_exp(x)
     g = np.where(valid[:, None], g, 0).astype(x.dtype, copy=False)
@@ -636,13 +651,19 @@ def multilabel_soft_margin_loss(input: np.ndarray, target: np.ndarray, *,
 def multilabel_soft_margin_loss_grad(upstream: np.ndarray, input: np.ndarray,
                                      target: np.ndarray, *, weight: np.ndarray | None = None
                                      ) -> dict[str, np.ndarray]:
-    """``∂l_i/∂x_ic = w_c·(σ(x_ic) - y_ic)/C`` and ``∂l_i/∂y_ic = -w_c·x_ic/C``."""
-    scale = np.asarray(upstream)[..., None] / input.shape[-1]
-    if weight is not None:
-        scale = scale * weight
+    """``∂l_i/∂x_ic = w_c·(σ(x_ic) - y_ic)/C``, ``∂l_i/∂y_ic = -w_c·x_ic/C`` and
+    ``∂l_i/∂w_c = -[y_ic·log σ(x_ic) + (1 - y_ic)·log σ(-x_ic)]/C`` (summed where w
+    broadcasts)."""
+    per_sample = np.asarray(upstream)[..., None] / input.shape[-1]
+    scale = per_sample if weight is None else per_sample * weight
     grad_x = _sigmoid(input) - target
     grad_x *= scale
-    return {"input": grad_x, "target": unbroadcast(-input * scale, target.shape)}
+    grads = {"input": grad_x, "target": unbroadcast(-input * scale, target.shape)}
+    if weight is not None:
+        log_sig, log_sig_neg = _log_sigmoid_pair(input)
+        terms = target * log_sig + (1 - target) * log_sig_neg
+        grads["weight"] = unbroadcast(-terms * per_sample, weight.shape)
+    return grads
 
 
 def _check_multilabel_soft_margin(arrays: dict[str, np.ndarray], options: dict[str, Any]
@@ -746,7 +767,9 @@ def softmax_focal_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
                             ignore_index: int = -100) -> dict[str, np.ndarray]:
     """With ``q = 1 - p_y`` and ``ℓ = log p_y``:
     ``∂l/∂ℓ = -α_y·[q^γ - γ·q^(γ-1)·p_y·ℓ]`` and ``∂ℓ/∂x = onehot(y) - p``
-    (γ = 0 drops the second term, as torch's pow backward does)."""
+    (γ = 0 drops the second term, as torch's pow backward does); ``∂l/∂α_c`` sums
+    ``-q^γ·ℓ`` over the non-ignored positions of class c (the mean divides by their count,
+    not by α)."""
     x, y = _layout(input, target)
     labels, valid = _labels(y, ignore_index)
     shifted, p, total = _shifted_exp(x)
@@ -755,17 +778,23 @@ def softmax_focal_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
     log_p = np.take_along_axis(shifted, labels, axis=1)
     q = -np.expm1(log_p)
     d_log_p = np.power(q, gamma)
+    grads: dict[str, np.ndarray] = {}
+    g = upstream.reshape(valid.shape)[:, None]
+    if alpha is not None:
+        per_position = np.where(valid[:, None], -d_log_p * log_p * g, 0)[:, 0]
+        grads["alpha"] = np.bincount(labels[:, 0].ravel(), per_position.ravel(),
+                                     minlength=alpha.shape[0]).astype(alpha.dtype, copy=False)
     if gamma != 0:
         d_log_p -= gamma * np.power(q, gamma - 1) * np.exp(log_p) * log_p
     if alpha is not None:
         d_log_p *= alpha[labels]
-    g = upstream.reshape(valid.shape)[:, None]
     coef = np.where(valid[:, None], -d_log_p * g, 0).astype(x.dtype, copy=False)
     grad_x = np.multiply(p, -coef, out=p)
     at_label = np.take_along_axis(grad_x, labels, axis=1)
     at_label += coef
     np.put_along_axis(grad_x, labels, at_label, axis=1)
-    return {"input": _like_input(grad_x, input)}
+    grads["input"] = _like_input(grad_x, input)
+    return grads
 
 
 # --- registry ----------------------------------------------------------------------------------
@@ -791,6 +820,10 @@ INDEX_TARGET = TensorSpec("target", "target", "(), (N) or (N, d1, ..., dK)", kin
                           dims=INDEX_DIMS, values=CLASS_INDEX)
 CLASS_WEIGHT = TensorSpec("weight", "weight", "(C)", optional=True, batch_axis=None,
                           description="per-class rescaling weight", dims=(("C",),))
+# torch differentiates cross_entropy's class weight with probability targets only
+CE_WEIGHT = replace(CLASS_WEIGHT, differentiable=True,
+                    description="per-class rescaling weight (gets a gradient with class "
+                    "probabilities; torch gives none with class indices)")
 BINARY_TARGET = TensorSpec("target", "target", "same shape as input", differentiable=True,
                            description="probability of the positive class in [0, 1]",
                            dims=ANY_SHAPE, values=PROBABILITY)
@@ -809,7 +842,7 @@ def _check_focal(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None
 
 
 register(LossSpec(
-    "cross_entropy", cross_entropy, (LOGITS, CLASS_TARGET, CLASS_WEIGHT),
+    "cross_entropy", cross_entropy, (LOGITS, CLASS_TARGET, CE_WEIGHT),
     (REDUCTION, IGNORE_INDEX,
      OptionSpec("label_smoothing", float, 0.0, "mix ε of the uniform distribution into the "
                 "target (negative values count as 0, like torch)", maximum=1.0)),
@@ -872,7 +905,7 @@ register(LossSpec(
                 differentiable=True, batch_ndim=2, description="labels in {0, 1}",
                 dims=MULTILABEL_DIMS, values=Values(choices=(0, 1))),
      TensorSpec("weight", "weight", "(C), broadcastable to input's shape", optional=True,
-                batch_axis=None, description="per-class rescaling weight",
+                differentiable=True, batch_axis=None, description="per-class rescaling weight",
                 dims=(("C",), (ANY,)))),
     (REDUCTION,), torch="torch.nn.functional.multilabel_soft_margin_loss", family=FAMILY,
     check=_check_multilabel_soft_margin, grad=multilabel_soft_margin_loss_grad,
@@ -888,8 +921,9 @@ register(LossSpec(
 register(LossSpec(
     "softmax_focal", softmax_focal_loss,
     (LOGITS, INDEX_TARGET,
-     TensorSpec("alpha", "weight", "(C)", optional=True, batch_axis=None,
-                description="per-class balancing factor α_t", dims=(("C",),))),
+     TensorSpec("alpha", "weight", "(C)", optional=True, differentiable=True,
+                batch_axis=None, description="per-class balancing factor α_t",
+                dims=(("C",),))),
     (REDUCTION, IGNORE_INDEX,
      OptionSpec("gamma", float, 2.0, "focusing exponent γ of (1 - p_t)", minimum=0.0)),
     torch="none (Lin et al. 2017 focal loss with softmax; MONAI FocalLoss(use_softmax=True))",
