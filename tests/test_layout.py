@@ -1,4 +1,4 @@
-"""The package's shape: dependencies point one way (losses <- engine <- api <- __main__), no
+"""The package's shape: dependencies point one way (losses <- engine <- api <- serve), no
 import cycle (type-only imports included), no ``_private`` name imported from another module,
 and ``import lossd`` loads no server dependency."""
 
@@ -91,7 +91,7 @@ def test_no_import_cycle() -> None:
     ("lossd.losses", "lossd.engine"), ("lossd.losses", "lossd.api"),
     ("lossd.engine", "lossd.api"), ("lossd.runs", "lossd.api"), ("lossd.calls", "lossd.api"),
     ("lossd.codec", "lossd.api"), ("lossd.client", "lossd.api"),
-    ("lossd.client", "lossd.engine"), ("lossd.api", "lossd.__main__"),
+    ("lossd.client", "lossd.engine"), ("lossd.api", "lossd.serve"), ("lossd.api", "lossd.cli"),
 ])
 def test_dependencies_point_one_way(lower: str, upper: str) -> None:
     graph = _graph()

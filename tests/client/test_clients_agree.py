@@ -318,3 +318,17 @@ def test_invalid_argument_before_sending() -> None:
     client: Callable[..., Any] = lossd.Client("http://127.0.0.1:9").compute
     with pytest.raises(InvalidArgument, match="input: expected numbers"):
         client("mse", input=["text"], target=[1.0])
+
+
+def test_list_runs_pages_alike(spawn) -> None:
+    s = spawn()
+    made = [call(s, "rest", "create_run", "mse", run_id=f"r{i}")["run_id"] for i in range(5)]
+    call(s, "grpc", "finish_run", "r1")
+    for kind in KINDS:
+        first = call(s, kind, "list_runs", limit=3)
+        assert [r["run_id"] for r in first["runs"]] == made[::-1][:3], kind
+        rest = call(s, kind, "list_runs", limit=3, page_token=first["next_page_token"])
+        assert [r["run_id"] for r in rest["runs"]] == made[::-1][3:], kind
+        assert rest["next_page_token"] is None
+        finished = call(s, kind, "list_runs", state="finished")["runs"]
+        assert [r["run_id"] for r in finished] == ["r1"], kind

@@ -117,7 +117,7 @@ def test_ports_env_and_drain_budget(rendered) -> None:
 
     spec = deployment["spec"]["template"]["spec"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    grpc_stop_grace = 1  # lossd.__main__.serve stops gRPC with grace=1.0 after the drain
+    grpc_stop_grace = 1  # lossd.serve.serve stops gRPC with grace=1.0 after the drain
     assert spec["terminationGracePeriodSeconds"] > (pre_stop + settings.drain_seconds
                                                     + grpc_stop_grace)
     assert spec["securityContext"]["runAsNonRoot"] is True

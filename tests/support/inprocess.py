@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 
-from lossd.__main__ import serve
 from lossd.losses import REGISTRY, LossSpec, TensorSpec, Terms
 from lossd.losses._spec import reduction_option
+from lossd.serve import serve
 from lossd.settings import Settings
 
 from .server import free_port

@@ -15,6 +15,7 @@
     create_run(loss, *, expected_batches=None, run_id=None, **options) -> run (dict)
     add_batch(run_id, batch_id, *, worker="", **tensors) -> {"counted", "batches"}
     run(run_id), finish_run(run_id) -> run (dict);  delete_run(run_id)
+    list_runs(*, state=None, limit=None, page_token=None) -> {"runs", "next_page_token"}
 
 Tensors may be NumPy arrays, Python or NumPy scalars, lists, tuples, or anything with
 ``__array__``/``__dlpack__`` (torch tensors, JAX arrays); which arguments are options is what

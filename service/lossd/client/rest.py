@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import numpy as np
@@ -179,6 +179,16 @@ def add_batch(run_id: str, batch_id: str, worker: str,
                    dict, _codec().dumps(body))
 
 
+def list_runs(state: str | None, limit: int | None,
+              page_token: str | None) -> Request[dict[str, Any]]:
+    """``GET /v1/runs`` (newest first): ``{"runs": [...], "next_page_token": str | None}``."""
+    query = {k: v for k, v in (("state", state), ("limit", limit), ("page_token", page_token))
+             if v is not None}
+    path = "/v1/runs" + (f"?{urlencode(query)}" if query else "")
+    return Request("runs", "GET", path, lambda body: {
+        "runs": body["runs"], "next_page_token": body.get("next_page_token") or None})
+
+
 def run(run_id: str, method: str = "GET", action: str = "") -> Request[dict[str, Any]]:
     """``GET``/``DELETE /v1/runs/{run_id}``, or ``POST .../{action}``."""
     return Request("runs", method, f"/v1/runs/{_segment(run_id)}{action}", dict)
@@ -306,6 +316,11 @@ class Client(_Base):
         """No more batches: the run, finished."""
         return self.send(run(run_id, "POST", "/finish"))
 
+    def list_runs(self, *, state: str | None = None, limit: int | None = None,
+                  page_token: str | None = None) -> dict[str, Any]:
+        """Runs, newest first, a page at a time (``state``: "open" or "finished")."""
+        return self.send(list_runs(state, limit, page_token))
+
     def delete_run(self, run_id: str) -> None:
         """Forget the run and its batches."""
         self.send(run(run_id, "DELETE"))
@@ -385,6 +400,11 @@ class AsyncClient(_Base):
     async def finish_run(self, run_id: str) -> dict[str, Any]:
         """See :meth:`Client.finish_run`."""
         return await self.send(run(run_id, "POST", "/finish"))
+
+    async def list_runs(self, *, state: str | None = None, limit: int | None = None,
+                           page_token: str | None = None) -> dict[str, Any]:
+        """See :meth:`Client.list_runs`."""
+        return await self.send(list_runs(state, limit, page_token))
 
     async def delete_run(self, run_id: str) -> None:
         """See :meth:`Client.delete_run`."""

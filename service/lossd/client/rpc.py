@@ -195,6 +195,16 @@ def add_batch(run_id: str, batch_id: str, worker: str,
                    lambda r: {"counted": r.counted, "batches": r.batches})
 
 
+def list_runs(state: str | None, limit: int | None,
+              page_token: str | None) -> Request[dict[str, Any]]:
+    """``RunService.ListRuns`` (newest first), as :func:`.rest.list_runs` answers."""
+    request = rpb.ListRunsRequest(state=state or "", limit=limit or 0,
+                                  page_token=page_token or "")
+    return Request("runs", "runs", "ListRuns", request, lambda r: {
+        "runs": [_run_dict(run) for run in r.runs],
+        "next_page_token": r.next_page_token or None})
+
+
 def run(run_id: str, method: str = "GetRun") -> Request[dict[str, Any]]:
     """``RunService.GetRun`` / ``FinishRun`` / ``DeleteRun``."""
     return Request("runs", "runs", method, rpb.RunRef(run_id=run_id),
@@ -286,6 +296,11 @@ class GrpcClient(_Base):
         """See :meth:`lossd.Client.finish_run`."""
         return self.send(run(run_id, "FinishRun"))
 
+    def list_runs(self, *, state: str | None = None, limit: int | None = None,
+                  page_token: str | None = None) -> dict[str, Any]:
+        """See :meth:`lossd.Client.list_runs`."""
+        return self.send(list_runs(state, limit, page_token))
+
     def delete_run(self, run_id: str) -> None:
         """See :meth:`lossd.Client.delete_run`."""
         self.send(run(run_id, "DeleteRun"))
@@ -368,6 +383,11 @@ class AsyncGrpcClient(_Base):
     async def finish_run(self, run_id: str) -> dict[str, Any]:
         """See :meth:`lossd.Client.finish_run`."""
         return await self.send(run(run_id, "FinishRun"))
+
+    async def list_runs(self, *, state: str | None = None, limit: int | None = None,
+                        page_token: str | None = None) -> dict[str, Any]:
+        """See :meth:`lossd.Client.list_runs`."""
+        return await self.send(list_runs(state, limit, page_token))
 
     async def delete_run(self, run_id: str) -> None:
         """See :meth:`lossd.Client.delete_run`."""
