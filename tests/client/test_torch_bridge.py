@@ -59,15 +59,19 @@ def _selected() -> list[Case]:
         width = _width(case)
         if case.error is None and case.grad and width and _differentiated(case):
             groups[(case.loss, width, _reduction(case))].append(case)
-    chosen = []
-    for key in sorted(groups):
-        seen, first, rest = set(), [], []
-        for case in groups[key]:
+    def novelty(cases: list[Case]) -> list[Case]:
+        """Each new set of differentiated tensors first, then each new set of tensors and
+        options, then the rest."""
+        ranked: dict[int, list[Case]] = defaultdict(list)
+        seen: set = set()
+        for case in cases:
+            grads = tuple(_differentiated(case))
             kind = (tuple(sorted(case.inputs)), tuple(sorted(set(case.options) - {"reduction"})))
-            (rest if kind in seen else first).append(case)
-            seen.add(kind)
-        chosen += (first + rest)[:PER_GROUP]
-    return chosen
+            ranked[0 if grads not in seen else 1 if kind not in seen else 2].append(case)
+            seen |= {grads, kind}
+        return ranked[0] + ranked[1] + ranked[2]
+
+    return [c for key in sorted(groups) for c in novelty(groups[key])[:PER_GROUP]]
 
 
 CASES = _selected()
