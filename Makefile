@@ -28,7 +28,7 @@ $(TEST): $(DEPS) | $(PY)
 	touch $@ $(SERVER)
 
 $(TORCH): $(DEPS) | $(PY)
-	$(INSTALL) -e '.[server,test,parity]'
+	$(INSTALL) -e '.[server,test,parity,torch]'
 	touch $@ $(TEST) $(SERVER)
 
 $(BENCH): $(DEPS) | $(PY)
