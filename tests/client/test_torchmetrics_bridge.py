@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lossd.torchmetrics as bridge
-from lossd import Client
+from lossd import Client, GrpcClient
 from lossd.errors import InvalidArgument, Unavailable
 from tests.support.server import ROOT, free_port
 
@@ -125,9 +125,9 @@ def test_four_ranks_with_lost_answers_and_replays_equal_torch_on_the_concatenati
     assert run["workers"] == {f"rank-{rank}": len(shard(rank)) for rank in range(WORLD)}
 
 
-@pytest.fixture
-def client(server):
-    with Client(server.url) as c:
+@pytest.fixture(params=["rest", "grpc"])
+def client(server, request):
+    with (Client(server.url) if request.param == "rest" else GrpcClient(server.grpc_target)) as c:
         yield c
 
 
