@@ -18,10 +18,10 @@ The state lives on the server, so nothing is gathered but a counter:
   start never counts a batch twice (a replayed batch must hold the same data: other data under a
   counted id is refused).
 * Every rank must feed the same run: ``run_id`` is the user's (the same on every rank) or, with
-  a ``torch.distributed`` group, made by rank 0 on first use and broadcast; a single process
-  makes its own. ``reset()`` moves on to a new run, ``"{run_id}.{k}"`` after the k-th reset (the
-  same on every rank, with no communication). Old runs expire on the server
-  (``LOSSD_RUNS_RETENTION_S``).
+  a ``torch.distributed`` group, made by rank 0 and broadcast (when the metric is made, or on
+  its first use if the group comes later); a single process makes its own. ``reset()`` moves
+  on to a new run, ``"{run_id}.{k}"`` after the k-th reset (the same on every rank, with no
+  communication). Old runs expire on the server (``LOSSD_RUNS_RETENTION_S``).
 * The one registered state, ``batches`` (this rank's acknowledged updates), has
   ``dist_reduce_fx="sum"``: torchmetrics' sync on ``compute`` (a collective, so also a barrier
   after which every rank's batches are in) makes it the number every rank sent, and ``compute``
