@@ -53,9 +53,17 @@ def _class_labels(x, y, ignore_index: int):
         raise ValueError(f"target shape {tuple(y.shape)} does not match {tuple(x.shape)}")
     valid = y != ignore_index
     labels = torch.where(valid, y.long(), 0)
-    if ((labels < 0) | (labels >= x.shape[1])).any():
+    if ((labels < 0) | (labels >= x.shape[1]))[valid].any():
         raise IndexError("target out of bounds")
     return labels.unsqueeze(1), valid
+
+
+def _gather(log_p, labels):
+    """``log_p[n, labels[n], ...]``; over zero classes (every target ignored) a zero that
+    keeps the graph (gather has no class 0 to read)."""
+    if log_p.shape[1] == 0:
+        return log_p.sum(1)
+    return log_p.gather(1, labels).squeeze(1)
 
 
 def _poly1(x, y, epsilon: float, ignore_index: int, reduction: str):
@@ -74,7 +82,7 @@ def _poly1(x, y, epsilon: float, ignore_index: int, reduction: str):
         count = None
     else:
         labels, valid = _class_labels(x, y, ignore_index)
-        picked = log_p.gather(1, labels).squeeze(1)
+        picked = _gather(log_p, labels)
         loss = torch.where(valid, -picked + epsilon * (1 - picked.exp()), 0.0)
         count = valid.sum()
     return _reduce(loss.squeeze(0) if unbatched else loss, reduction, count)
@@ -91,12 +99,14 @@ def _softmax_focal(x, y, alpha, gamma: float, ignore_index: int, reduction: str)
     if gamma < 0:
         raise ValueError("gamma must be >= 0")
     labels, valid = _class_labels(x, y, ignore_index)
-    picked = F.log_softmax(x, 1).gather(1, labels).squeeze(1)
+    # an ignored target's log p is replaced before the focal term, so that its nan gradient
+    # (γ < 1 at p = 1, or inf logits) stays out of the where below: ignored adds nothing
+    picked = torch.where(valid, _gather(F.log_softmax(x, 1), labels), 0.0)
     loss = -(-torch.expm1(picked)).pow(gamma) * picked
     if alpha is not None:
         if alpha.shape != (x.shape[1],):
             raise ValueError("alpha must have shape (C,)")
-        loss = loss * alpha[labels.squeeze(1)]
+        loss = loss * (alpha[labels.squeeze(1)] if alpha.numel() else alpha.sum())
     loss = torch.where(valid, loss, 0.0)
     return _reduce(loss.squeeze(0) if unbatched else loss, reduction, valid.sum())
 

@@ -41,6 +41,10 @@ def torch_loss(name: str, t: dict[str, Any], options: dict[str, Any]):
     p = p.reshape(flat)
     if masks_given:
         m = y.to(torch.float64).reshape(flat)
+    elif c == 0:  # F.one_hot cannot be told 0 classes: every index is then out of range
+        if y.numel():
+            raise IndexError("class index out of range for 0 classes")
+        m = torch.zeros(flat, dtype=torch.float64)
     else:
         m = F.one_hot(y.long(), c).movedim(-1, 1).to(torch.float64).reshape(flat)
     smooth, eps = options.get("smooth", 1e-5), options.get("eps", 1e-7)

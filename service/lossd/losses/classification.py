@@ -15,6 +15,7 @@ are turned back into int64 by :func:`_labels`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -101,6 +102,48 @@ def _like_input(grad: np.ndarray, input: np.ndarray) -> np.ndarray:
 def _is_probability(input: np.ndarray, target: np.ndarray) -> bool:
     """torch's rule: a target with the input's shape holds class probabilities."""
     return target.shape == input.shape
+
+
+def _no_classes(input: np.ndarray, target: np.ndarray) -> bool:
+    """Class indices over zero classes: the check lets that through only when every target is
+    ``ignore_index``, and torch then gives 0 per position, a mean over no targets (nan) and an
+    empty gradient."""
+    return not _is_probability(input, target) and input.shape[min(1, input.ndim - 1)] == 0
+
+
+def _classless(fn: Callable[..., Terms]) -> Callable[..., Terms]:
+    """``fn`` answering :func:`_no_classes` calls itself: its gathers (class 0 for an ignored
+    target, see :func:`_labels`) have no class to read there."""
+
+    @functools.wraps(fn)
+    def loss(input: np.ndarray, target: np.ndarray, **options: Any) -> Terms:  # noqa: ANN401
+        if not _no_classes(input, target):
+            return fn(input, target, **options)
+        # label smoothing spreads ε over the C = 0 classes: torch's ε/C is inf, times 0 nan
+        fill = np.nan if options.get("label_smoothing", 0.0) > 0 else 0.0
+        return Terms(np.full(target.shape, fill, input.dtype),
+                     weights=np.zeros(target.shape, input.dtype))
+
+    return loss
+
+
+def _classless_grad(*weights: str) -> Callable[[Callable[..., dict[str, np.ndarray]]],
+                                              Callable[..., dict[str, np.ndarray]]]:
+    """The gradient of a :func:`_classless` loss for :func:`_no_classes` calls: input's and
+    that of each named per-class tensor given, all empty."""
+
+    def decorate(fn: Callable[..., dict[str, np.ndarray]]) -> Callable[..., dict[str, np.ndarray]]:
+        @functools.wraps(fn)
+        def grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray,
+                 **options: Any) -> dict[str, np.ndarray]:  # noqa: ANN401
+            if not _no_classes(input, target):
+                return fn(upstream, input, target, **options)
+            given = {k: options[k] for k in weights if options.get(k) is not None}
+            return {k: np.zeros(v.shape, v.dtype) for k, v in {"input": input, **given}.items()}
+
+        return grad
+
+    return decorate
 
 
 def _labels(target: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,6 +342,7 @@ def _no_batch_axis(*names: str) -> Callable[[dict[str, np.ndarray]], bool]:
 # --- cross entropy -----------------------------------------------------------------------------
 
 
+@_classless
 def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None = None,
                   ignore_index: int = -100, label_smoothing: float = 0.0) -> Terms:
     """Softmax cross-entropy (torch.nn.CrossEntropyLoss) on logits, class axis 1.
@@ -334,7 +378,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
             y = y * _class_vector(weight, x.ndim)
         values = _class_sum(_log_softmax(x) * y)
         np.negative(values, out=values)
-        return Terms(_per_position(values, input))
+        # torch's mean divides by input.numel() / C, which is nan over zero classes
+        nothing = None if classes else _per_position(np.zeros_like(values), input)
+        return Terms(_per_position(values, input), weights=nothing)
     labels, valid = _labels(y, ignore_index)
     shifted = _max_shifted(x)
     picked = _pick(shifted, labels)
@@ -362,6 +408,7 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray |
                  addend=None if smooth is None else _per_position(smooth, input))
 
 
+@_classless_grad()
 def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                        weight: np.ndarray | None = None, ignore_index: int = -100,
                        label_smoothing: float = 0.0) -> dict[str, np.ndarray]:
@@ -421,6 +468,7 @@ def cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarr
 # --- negative log-likelihood -------------------------------------------------------------------
 
 
+@_classless
 def nll_loss(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None = None,
              ignore_index: int = -100) -> Terms:
     """Negative log-likelihood (torch.nn.NLLLoss; also NLLLoss2d): ``l_i = -w_{y_i}·x_{i,y_i}``.
@@ -446,6 +494,7 @@ def nll_loss(input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None
                  weights=None if weights is None else _per_position(weights, input))
 
 
+@_classless_grad()
 def nll_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                   weight: np.ndarray | None = None, ignore_index: int = -100
                   ) -> dict[str, np.ndarray]:
@@ -680,6 +729,7 @@ def _multilabel_batchable(arrays: dict[str, np.ndarray]) -> bool:
 # --- beyond torch: PolyLoss and softmax focal loss ---------------------------------------------
 
 
+@_classless
 def poly1_cross_entropy(input: np.ndarray, target: np.ndarray, *, epsilon: float = 2.0,
                         ignore_index: int = -100) -> Terms:
     """Poly-1 cross-entropy (Leng et al. 2022, "PolyLoss", arXiv:2204.12511; as Optax's
@@ -709,6 +759,7 @@ def poly1_cross_entropy(input: np.ndarray, target: np.ndarray, *, epsilon: float
                  weights=_per_position(valid.astype(x.dtype), input))
 
 
+@_classless_grad()
 def poly1_cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                              epsilon: float = 2.0, ignore_index: int = -100
                              ) -> dict[str, np.ndarray]:
@@ -737,6 +788,7 @@ def poly1_cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np
     return {"input": _like_input(grad_x, input)}
 
 
+@_classless
 def softmax_focal_loss(input: np.ndarray, target: np.ndarray, *, alpha: np.ndarray | None = None,
                        gamma: float = 2.0, ignore_index: int = -100) -> Terms:
     """Multi-class (softmax) focal loss (Lin et al. 2017, "Focal Loss for Dense Object
@@ -762,6 +814,7 @@ def softmax_focal_loss(input: np.ndarray, target: np.ndarray, *, alpha: np.ndarr
                  weights=_per_position(valid.astype(x.dtype), input))
 
 
+@_classless_grad("alpha")
 def softmax_focal_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                             alpha: np.ndarray | None = None, gamma: float = 2.0,
                             ignore_index: int = -100) -> dict[str, np.ndarray]:
@@ -831,10 +884,27 @@ BINARY_TARGET = TensorSpec("target", "target", "same shape as input", differenti
 
 def _check_cross_entropy(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     _check_classes(arrays, options)
+    _check_no_classes_view(arrays)
 
 
 def _check_nll(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
     _check_classes(arrays, options, probabilities=False)
+    _check_no_classes_view(arrays)
+
+
+def _check_poly1(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
+    _check_classes(arrays, options)  # no torch kernel, so no _check_no_classes_view
+
+
+def _check_no_classes_view(arrays: dict[str, np.ndarray]) -> None:
+    """torch 2.13's nll kernel views an ``(N, C, d1, ..., dK)`` input with K = 1 or K >= 3 as
+    4-D; with zero classes and some (all ignored) targets that view fails, so torch refuses."""
+    input, target = arrays["input"], arrays["target"]
+    if (input.ndim == 3 or input.ndim >= 5) and input.shape[1] == 0 and target.size \
+            and not _is_probability(input, target):
+        raise fail("input", f"zero classes with class-index targets need a (C), (N, C) or "
+                            f"(N, C, d1, d2) input (torch refuses the others); got "
+                            f"{shape_str(input.shape)} with target {shape_str(target.shape)}")
 
 
 def _check_focal(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> None:
@@ -916,7 +986,7 @@ register(LossSpec(
     (REDUCTION, IGNORE_INDEX,
      OptionSpec("epsilon", float, 2.0, "coefficient ε of the first polynomial term (1 - p_t)")),
     torch="none (Leng et al. 2022 PolyLoss; optax.poly_loss_cross_entropy)", family=FAMILY,
-    check=_check_cross_entropy, grad=poly1_cross_entropy_grad))
+    check=_check_poly1, grad=poly1_cross_entropy_grad))
 
 register(LossSpec(
     "softmax_focal", softmax_focal_loss,

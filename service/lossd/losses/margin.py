@@ -13,6 +13,7 @@ dtype promotion (torch's result has the inputs' dtype whatever the labels' dtype
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -384,6 +385,9 @@ def _check_triplet(arrays: Arrays, options: dict[str, Any]) -> None:
     check_min_ndim("anchor", a, 1, "(N, D), (D) or (*, D) with a feature axis")
     check_same_shape("positive", pos, "anchor", a)
     check_same_shape("negative", neg, "anchor", a)
+    if options.get("p") == math.inf and a.shape[-1] == 0:  # torch's vector_norm refuses too
+        raise fail("anchor", f"the inf norm needs a feature axis D > 0 (the max of nothing "
+                             f"has no value); got {shape_str(a.shape)}")
 
 
 Vjp = Callable[[np.ndarray], np.ndarray]
