@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, SupportsBytes
 
 import numpy as np
 
-from .errors import InvalidArgument, PayloadTooLarge
+from .errors import InvalidArgument, PayloadTooLarge, shown
 from .losses import Kind, TensorSpec
 
 try:  # SIMD base64, ~30x faster than the standard library (a server dependency)
@@ -114,17 +114,17 @@ def check_shape(shape: Sequence[Any], field: str, limits: Limits) -> tuple[int, 
     """
     if not isinstance(shape, (list, tuple)) or not all(
             isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise _fail(field, f"shape must be a list of integers; got {shape!r}"[:300])
+        raise _fail(field, f"shape must be a list of integers; got {shown(shape)}")
     if len(shape) > limits.max_ndim:
         raise _fail(field, f"at most {limits.max_ndim} dimensions; got {len(shape)}")
     if any(d < 0 for d in shape):
-        raise _fail(field, f"shape must be non-negative; got {list(shape)}")
+        raise _fail(field, f"shape must be non-negative; got {shown(list(shape))}")
     count = math.prod(shape)
     if count > limits.max_tensor_elements:
         raise PayloadTooLarge(f"{field}: at most {limits.max_tensor_elements} elements per "
-                              f"tensor; got {count}", field=field)
+                              f"tensor; got {shown(count)}", field=field)
     if math.prod(max(d, 1) for d in shape) > limits.max_tensor_elements:  # [0, 2**62] too
-        raise PayloadTooLarge(f"{field}: shape {list(shape)} spans more than "
+        raise PayloadTooLarge(f"{field}: shape {shown(list(shape))} spans more than "
                               f"{limits.max_tensor_elements} elements", field=field)
     return tuple(shape)
 

@@ -46,17 +46,49 @@ class ErrorCode(str, Enum):
         return self.value
 
 
+MAX_MESSAGE = 1024
+"""Characters of an error message at most: longer ones (a message quoting a 10 MB run id) are
+cut, so an answer always fits gRPC's metadata (8 KiB) and a log line stays a line."""
+MAX_FIELD = 128
+"""Characters of an error's ``field`` at most (it may name a client's key)."""
+SHOWN = 64
+"""Characters of a client's value that a message quotes (see :func:`shown`)."""
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` itself, or its first characters and how long it was, within ``limit``."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} characters)"
+    return text[:max(limit - len(tail), 0)] + tail
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """``repr(value)`` for a message, about ``limit`` characters at most (a 400-digit integer,
+    a 20 KB name); huge integers are not even turned into digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return cut(repr(value), limit)
+
+
 class LossdError(Exception):
-    """Base of every deliberate error: a code, a message for humans, the offending field."""
+    """Base of every deliberate error: a code, a message for humans, the offending field.
+
+    The message is cut to :data:`MAX_MESSAGE` characters and the field to :data:`MAX_FIELD`,
+    whatever a caller put in them.
+    """
 
     code: ErrorCode = ErrorCode.INTERNAL
     status: int | None = None  # the HTTP status, when a REST server answered
     retry_after: float | None = None  # seconds, when the server said when to retry
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
+        message = cut(message, MAX_MESSAGE)
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = None if field is None else cut(field, MAX_FIELD)
 
     def __str__(self) -> str:
         """``CODE: message`` (``[field]`` appended when known)."""

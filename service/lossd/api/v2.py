@@ -26,6 +26,7 @@ from .. import __version__, codec
 from ..calls import Call, CallBuilder
 from ..errors import InvalidArgument, MalformedRequest, NotFound
 from ..losses import Form, LossSpec, Result, TensorSpec, get_spec
+from .numbers import bool_value, microseconds_value
 
 VERSION = "1"
 PLATFORM = "lossd"
@@ -139,15 +140,10 @@ def set_parameters(call: CallBuilder, parameters: Mapping[str, Any]) -> None:
     """Request parameters: ``grad`` and ``timeout`` for lossd, the rest are loss options."""
     for key, value in parameters.items():
         if key == GRAD:
-            if not isinstance(value, bool):
-                raise InvalidArgument(f"parameters.{GRAD}: expected true or false; got "
-                                      f"{value!r}"[:200], field=f"parameters.{GRAD}")
-            call.grad = call.grad or value
-        elif key == TIMEOUT:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-                raise InvalidArgument(f"parameters.{TIMEOUT}: expected microseconds > 0; "
-                                      f"got {value!r}"[:200], field=f"parameters.{TIMEOUT}")
-            call.timeout = earliest(call.timeout, value / 1e6)
+            call.grad = bool_value(value, field=f"parameters.{GRAD}") or call.grad
+        elif key == TIMEOUT:  # whole microseconds, as KServe's clients send it
+            call.timeout = earliest(call.timeout,
+                                    microseconds_value(value, field=f"parameters.{TIMEOUT}"))
         else:
             call.options[key] = value
 

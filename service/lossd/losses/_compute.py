@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, NotFound, shown
 from ._checks import fail
 from ._reduce import Terms, cotangent, reduce, weights_cotangent
 from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
@@ -52,8 +52,8 @@ def get_spec(name: str) -> LossSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise NotFound(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}",
-                       field="loss") from None
+        raise NotFound(f"unknown loss {shown(name)}; known losses: "
+                       f"{', '.join(sorted(REGISTRY))}", field="loss") from None
 
 
 def option_value(option: OptionSpec, value: Any) -> Any:  # noqa: ANN401 - a wire value
@@ -76,20 +76,24 @@ def option_value(option: OptionSpec, value: Any) -> Any:  # noqa: ANN401 - a wir
         ok = isinstance(value, str)
     if not ok:
         raise fail(name, f"expected {option.type.__name__}; got {type(value).__name__} "
-                         f"{value!r}", option=True)
-    value = option.type(value)
+                         f"{shown(value)}", option=True)
+    try:
+        value = option.type(value)
+    except OverflowError:  # an integer of hundreds of digits is no float
+        raise fail(name, f"expected a float64 number; got {shown(value)}", option=True) from None
     if option.choices is not None and value not in option.choices:
         raise fail(name, f"expected one of {', '.join(map(repr, option.choices))}; "
-                         f"got {value!r}", option=True)
+                         f"got {shown(value)}", option=True)
     if option.type is float and math.isnan(value):
         raise fail(name, "expected a number; got nan", option=True)
     low, high = option.minimum, option.maximum
     if low is not None and (value < low or (option.exclusive_minimum and value == low)):
         relation = ">" if option.exclusive_minimum else ">="
-        raise fail(name, f"expected a value {relation} {low:g}; got {value!r}", option=True)
+        raise fail(name, f"expected a value {relation} {low:g}; got {shown(value)}", option=True)
     if high is not None and (value > high or (option.exclusive_maximum and value == high)):
         relation = "<" if option.exclusive_maximum else "<="
-        raise fail(name, f"expected a value {relation} {high:g}; got {value!r}", option=True)
+        raise fail(name, f"expected a value {relation} {high:g}; got {shown(value)}",
+                   option=True)
     return value
 
 
@@ -126,7 +130,7 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
     for key in arrays:
         if key not in tensors:
             raise InvalidArgument(
-                f"{key}: unknown tensor for loss {name!r}; expected "
+                f"{shown(key)}: unknown tensor for loss {name!r}; expected "
                 f"{', '.join(tensors)}", field=f"inputs.{key}")
     for tensor in spec.tensors:
         if tensor.name not in arrays and not tensor.optional:

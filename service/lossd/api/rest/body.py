@@ -17,16 +17,20 @@ from starlette.requests import ClientDisconnect, Request
 
 from ...errors import InvalidArgument, MalformedRequest, PayloadTooLarge
 from ...settings import Settings
+from ..numbers import parse_int, parse_seconds
 from . import jsonbody, jsonstream
 
 TIMEOUT_HEADER = "x-request-timeout"  # seconds; the request is dropped if not computed by then
 
 
 def declared_length(request: Request) -> int | None:
-    """The ``Content-Length`` header as a number (``None`` when absent or not digits)."""
+    """The ``Content-Length`` header as a number (``None`` when absent; the HTTP server has
+    refused a malformed one before the app sees it)."""
     declared = request.headers.get("content-length")
-    return int(declared) if declared is not None and declared.isascii() and (
-        declared.isdigit()) else None
+    try:
+        return None if declared is None else parse_int(declared, field="content-length")
+    except InvalidArgument:
+        return None  # e.g. beyond int64: the streamed size decides
 
 
 async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object]) -> None:
@@ -93,13 +97,4 @@ async def ndjson_lines(request: Request, limit: int) -> AsyncIterator[bytes]:
 def request_timeout(request: Request) -> float | None:
     """Seconds from the ``x-request-timeout`` header (``None`` when absent)."""
     raw = request.headers.get(TIMEOUT_HEADER)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise InvalidArgument(f"{TIMEOUT_HEADER}: expected seconds > 0; got {raw[:64]!r}",
-                              field=TIMEOUT_HEADER)
-    return value
+    return None if raw is None else parse_seconds(raw, field=TIMEOUT_HEADER)

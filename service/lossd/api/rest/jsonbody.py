@@ -34,13 +34,15 @@ Why the result is the one the plain parse gives:
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
 import orjson
 
 from ... import codec
-from ...errors import MalformedRequest
+from ...errors import MalformedRequest, cut, shown
 from . import depth
 
 KEY = b'"b64"'
@@ -71,7 +73,32 @@ def loads_plain(body: bytes, max_depth: int) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "number" in str(exc):
+            return _loads_big_integers(body)
         raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {shown(text)} is out of the float64 range")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not JSON (write the string {text!r})")
+
+
+def _loads_big_integers(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
+    """orjson refuses an integer beyond float64 (a 400-digit option); Python's json keeps it
+    an int, so that the field it is in refuses it by name (an option, a V2 parameter, a
+    tensor value). Floats stay finite and NaN/Infinity tokens stay refused, as orjson does;
+    the depth was checked before (no RecursionError)."""
+    try:
+        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError, an int of over 4300 digits, _finite
+        raise MalformedRequest(f"body: not valid JSON ({cut(str(exc), 200)})",
+                               field="body") from None
 
 
 def _cuts(body: bytes) -> list[tuple[int, int]] | None:

@@ -29,10 +29,11 @@ from starlette.routing import Match
 from ... import codec
 from ...calls import CallBuilder
 from ...engine import Engine
-from ...errors import InvalidArgument, LossdError, MalformedRequest, NotFound, Unavailable
+from ...errors import InvalidArgument, LossdError, MalformedRequest, NotFound, Unavailable, shown
 from ...losses import Result
 from ...settings import Settings
 from .. import v2
+from ..numbers import bool_value, int_value, parse_int
 from . import depth, openapi
 from .body import read_body, request_timeout
 from .disconnect import run_watching_client
@@ -75,13 +76,6 @@ def _list(value: Any, field: str) -> list[Any]:
     return value
 
 
-def _bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{field}: expected true or false; got {value!r}"[:200],
-                              field=field)
-    return value
-
-
 HEADER_FIELDS = ("id", "parameters", "inputs", "outputs", "model_name", "model_version")
 
 
@@ -95,12 +89,8 @@ class InferRequest:
         if header_length is None:
             header, binary = body, memoryview(b"")
         else:
-            if not (header_length.isascii() and header_length.strip().isdigit()) or int(
-                    header_length) > len(body):
-                raise InvalidArgument(f"{HEADER_LENGTH}: expected the JSON header's length, at "
-                                      f"most the body's {len(body)} bytes; got "
-                                      f"{header_length[:64]!r}", field=HEADER_LENGTH)
-            header, binary = body[:int(header_length)], memoryview(body)[int(header_length):]
+            length = parse_int(header_length, field=HEADER_LENGTH, low=0, high=len(body))
+            header, binary = body[:length], memoryview(body)[length:]
         obj = parse_header(header)
         depth.check_json_depth(header, settings.max_json_depth)  # valid JSON: a true answer
         for key in obj:
@@ -117,8 +107,8 @@ class InferRequest:
         if self.id is not None and not isinstance(self.id, str):
             raise MalformedRequest("id: expected a string", field="id")
         parameters = dict(_object(obj.get("parameters"), "parameters"))
-        self.binary_default = _bool(parameters.pop(BINARY_OUTPUT, False),
-                                    f"parameters.{BINARY_OUTPUT}")
+        self.binary_default = bool_value(parameters.pop(BINARY_OUTPUT, False),
+                                         field=f"parameters.{BINARY_OUTPUT}")
         call = v2.builder(loss, version, codec.Limits.of(settings))
         v2.set_parameters(call, parameters)
         call.timeout = v2.earliest(call.timeout, timeout)
@@ -142,8 +132,8 @@ class InferRequest:
                                           field=f"outputs[{i}].parameters")
                 names.append(item.get("name"))
                 if "binary_data" in options:
-                    self.binary[str(item.get("name"))] = _bool(options["binary_data"],
-                                                          f"outputs[{i}].binary_data")
+                    self.binary[str(item.get("name"))] = bool_value(
+                        options["binary_data"], field=f"outputs[{i}].binary_data")
             self.outputs = v2.Outputs.ask(call, names)
         self.call = call.build()
 
@@ -165,14 +155,12 @@ class InferRequest:
             v2.add_input(call, name, item.get("datatype"), shape,
                          values=v2.flatten(item["data"], f"{where}.data"))
             return offset
-        size = options[BINARY_SIZE]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgument(f"{where}.parameters.{BINARY_SIZE}: expected a byte "
-                                  f"count; got {size!r}"[:200], field=where)
+        size = int_value(options[BINARY_SIZE], field=f"{where}.parameters.{BINARY_SIZE}",
+                         low=0)
         if "data" in item:
             raise InvalidArgument(f"{where}: data and {BINARY_SIZE} are exclusive", field=where)
         if offset + size > len(binary):
-            raise InvalidArgument(f"{where}: {BINARY_SIZE} {size} runs past the body's "
+            raise InvalidArgument(f"{where}: {BINARY_SIZE} {shown(size)} runs past the body's "
                                   f"binary data ({len(binary) - offset} bytes left)", field=where)
         v2.add_input(call, name, item.get("datatype"), shape, raw=binary[offset:offset + size])
         return offset + size
