@@ -11,7 +11,6 @@ pydantic (a million-element list must not become a million objects): the codec d
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -252,8 +251,19 @@ def _option_field(o: OptionSpec) -> Any:
     return (kind, Field(o.default, description=o.description, **bounds))
 
 
-@functools.cache
+_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+
+
 def request_model(spec: LossSpec) -> type[BaseModel]:
+    """:func:`build_request_model`, once per loss (looked up by name: hashing a LossSpec costs
+    microseconds, a noticeable share of a small request)."""
+    model = _REQUEST_MODELS.get(spec.name)
+    if model is None:
+        model = _REQUEST_MODELS[spec.name] = build_request_model(spec)
+    return model
+
+
+def build_request_model(spec: LossSpec) -> type[BaseModel]:
     """``<Loss>Request``: ``{"inputs": <Loss>Inputs, "options": <Loss>Options, "grad"}``.
 
     Inputs are optional to pydantic (a missing tensor is the core's error, worded as on every
