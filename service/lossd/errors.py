@@ -47,20 +47,23 @@ class ErrorCode(str, Enum):
 
 
 MAX_MESSAGE = 1024
-"""Characters of an error message at most: longer ones (a message quoting a 10 MB run id) are
-cut, so an answer always fits gRPC's metadata (8 KiB) and a log line stays a line."""
+"""UTF-8 bytes of an error message at most: longer ones (a message quoting a 10 MB run id) are
+cut, so an answer always fits gRPC's metadata (8 KiB, percent-encoded) and a log line stays a
+line."""
 MAX_FIELD = 128
-"""Characters of an error's ``field`` at most (it may name a client's key)."""
+"""UTF-8 bytes of an error's ``field`` at most (it may name a client's key)."""
 SHOWN = 64
 """Characters of a client's value that a message quotes (see :func:`shown`)."""
 
 
 def cut(text: str, limit: int) -> str:
-    """``text`` itself, or its first characters and how long it was, within ``limit``."""
-    if len(text) <= limit:
+    """``text`` itself, or its head and how long it was, within ``limit`` UTF-8 bytes (gRPC
+    sends a message percent-encoded: a byte is at most 3 characters there)."""
+    if len(text) <= limit and (text.isascii() or len(text.encode()) <= limit):
         return text
     tail = f"... ({len(text)} characters)"
-    return text[:max(limit - len(tail), 0)] + tail
+    head = text.encode()[:max(limit - len(tail), 0)].decode("utf-8", "ignore")
+    return head + tail
 
 
 def shown(value: object, limit: int = SHOWN) -> str:
@@ -76,7 +79,7 @@ def shown(value: object, limit: int = SHOWN) -> str:
 class LossdError(Exception):
     """Base of every deliberate error: a code, a message for humans, the offending field.
 
-    The message is cut to :data:`MAX_MESSAGE` characters and the field to :data:`MAX_FIELD`,
+    The message is cut to :data:`MAX_MESSAGE` bytes and the field to :data:`MAX_FIELD`,
     whatever a caller put in them.
     """
 

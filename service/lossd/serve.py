@@ -42,6 +42,7 @@ from pydantic_core import ErrorDetails
 from ._malloc import tune_malloc
 from .api import tls
 from .api.rest import create_app
+from .api.rest.connection import bounded_protocol
 from .api.rpc import create_grpc_server
 from .engine import Engine
 from .metrics import Metrics
@@ -169,7 +170,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     await engine.start()
     app = create_app(settings, engine, runs)
     http = _HttpServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                                      http="httptools", timeout_keep_alive=30,
+                                      http=bounded_protocol(settings),
+                                      timeout_keep_alive=settings.http_keep_alive_s,
                                       limit_concurrency=None, server_header=False,
                                       **tls.uvicorn_options(settings),
                                       headers=[("X-Lossd-Pid", str(os.getpid()))]))

@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     grpc_max_connection_age_s: float = Field(
         0.0, ge=0, description="close gRPC connections after this age so clients re-balance "
                                "(0: never)")
+    http_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * MIB, description="largest request line plus headers of an "
+                                                      "HTTP request (more: 431)")
+    http_idle_timeout_s: float = Field(
+        60.0, gt=0, description="close an HTTP connection whose request (line, headers or "
+                                "body), or whose first request, sends nothing for this long "
+                                "(408 once a request began)")
+    http_keep_alive_s: int = Field(30, ge=1, description="close an idle HTTP keep-alive "
+                                                         "connection after this many seconds")
+    grpc_max_metadata_bytes: int = Field(
+        16 * 1024, ge=1024, le=16 * MIB, description="largest gRPC request metadata (headers), "
+                                                      "in bytes (more: RESOURCE_EXHAUSTED)")
+    grpc_idle_timeout_s: float = Field(
+        600.0, ge=0, description="close a gRPC connection with no call for this long "
+                                 "(0: never; clients reconnect on their next call)")
 
     api_keys: str = Field("", description="comma-separated API keys; empty: auth off")
     api_keys_file: str = Field("", description="file with one API key per line (adds to "

@@ -33,12 +33,18 @@ from .v2 import InferenceService
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:
-    """grpc.aio channel arguments from the settings (sizes, SO_REUSEPORT, connection age)."""
+    """grpc.aio channel arguments from the settings (sizes, metadata size, SO_REUSEPORT,
+    connection idle time and age)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", settings.max_body_bytes),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+        # soft and hard limit alike: between them grpc refuses only some requests at random
+        ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
+        ("grpc.absolute_max_metadata_size", settings.grpc_max_metadata_bytes),
     ]
+    if settings.grpc_idle_timeout_s > 0:
+        options.append(("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout_s * 1000)))
     if settings.grpc_max_connection_age_s > 0:
         age_ms = int(settings.grpc_max_connection_age_s * 1000)
         options += [("grpc.max_connection_age_ms", age_ms),
