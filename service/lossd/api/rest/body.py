@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from ...errors import InvalidArgument, MalformedRequest, PayloadTooLarge
+from ...errors import InvalidArgument, MalformedRequest, PayloadTooLarge, shown
 from ...settings import Settings
 from ..numbers import parse_int, parse_seconds
 from . import jsonbody, jsonstream
@@ -35,7 +35,12 @@ def declared_length(request: Request) -> int | None:
 
 async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object]) -> None:
     """Hand the body's chunks to ``feed`` as they arrive, refused as soon as it passes
-    ``limit`` bytes (declared or streamed)."""
+    ``limit`` bytes (declared or streamed). A compressed body is refused: lossd reads
+    uncompressed bodies only."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise InvalidArgument(f"content-encoding: {shown(encoding)} is not supported; send the "
+                              f"body uncompressed", field="content-encoding")
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")

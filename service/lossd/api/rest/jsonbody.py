@@ -75,6 +75,10 @@ def loads_plain(body: bytes, max_depth: int) -> Any:
     except orjson.JSONDecodeError as exc:
         if "number" in str(exc):
             return _loads_big_integers(body)
+        if body.startswith(depth.GZIP_MAGIC):
+            raise MalformedRequest("body: gzip data, not JSON (lossd reads uncompressed "
+                                   "bodies: send it without Content-Encoding: gzip)",
+                                   field="body") from None
         raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
 
 
