@@ -61,7 +61,8 @@ def encode_answer(call: Call, result: Result) -> dict[str, Any]:
     the call's encoding (``dtype`` says what a JSON number stands for, e.g. float32)."""
     loss = (codec.scalar_json(result.loss) if result.loss.ndim == 0
             else codec.to_json(result.loss, call.encoding, call.loss_bfloat16))
-    dtype = "bfloat16" if call.loss_bfloat16 else result.loss.dtype.name
+    dtype = "bfloat16" if call.loss_bfloat16 else (codec.DTYPE_NAMES.get(result.loss.dtype)
+                                                   or result.loss.dtype.name)
     body: dict[str, Any] = {"loss": loss, "dtype": dtype}
     if call.grad:
         body["grads"] = {name: codec.to_json(g, call.encoding, name in call.bfloat16)
