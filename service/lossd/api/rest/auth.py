@@ -16,12 +16,11 @@ class RestAuth:
     def __init__(self, app: Callable[..., Awaitable[None]], keys: frozenset[str],
                  metrics_open: bool) -> None:
         self.app, self.keys = app, keys
-        self.open = OPEN_PATHS + (("/metrics",) if metrics_open else ())
+        self.open = OPEN_PATHS | ({"/metrics"} if metrics_open else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass open paths and authorized requests to the app; answer the rest with 401."""
-        if scope["type"] != "http" or scope["path"].startswith(self.open) or scope[
-                "path"] in ("/v2/health/live", "/v2/health/ready"):
+        if scope["type"] != "http" or scope["path"] in self.open:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         header = headers.get(b"authorization", b"").decode("latin-1") or None

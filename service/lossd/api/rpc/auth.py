@@ -28,7 +28,7 @@ class GrpcAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is unt
                                 ) -> Any:
         """The method's handler if the call is open or authorized, else one that aborts
         with UNAUTHENTICATED."""
-        if details.method.startswith(OPEN_GRPC):
+        if details.method in OPEN_GRPC:
             return await continuation(details)
         metadata = dict(details.invocation_metadata or ())
         if authorized(metadata.get("authorization"), self.keys):
