@@ -59,10 +59,12 @@ bench: $(BENCH)  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/
 soak: $(SERVER)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300
 
-fuzz: $(TORCH)  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties
+fuzz: $(TORCH)  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties, headers and V2 parameters, degenerate shapes
 	LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 $(PY) -m pytest -q -s \
 		tests/api/rest/test_fuzz_rest.py tests/api/rpc/test_fuzz_grpc.py \
-		tests/test_codec_properties.py tests/losses/test_loss_properties.py
+		tests/test_codec_properties.py tests/losses/test_loss_properties.py \
+		tests/api/test_numbers.py tests/api/test_bounds.py tests/api/rest/test_diagnosis.py \
+		tests/losses/test_degenerate.py
 
 bench-core: $(TORCH)
 	$(PY) -m bench.core

@@ -208,3 +208,43 @@ def test_huge_integers_elsewhere(server, placement: str) -> None:
     expected = {"shape": 413, "grad": 422}.get(placement, 400)  # grad: a schema error
     assert r.status_code == expected, r.text
     assert len(r.text) < 400
+
+
+HEADER_VALUES = st.one_of(
+    st.sampled_from(BAD_HEADER_NUMBERS + [b"1", b"0.5", b"86400", b"86401", b"  3  "]),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+            max_size=30).map(lambda t: t.encode("latin-1").strip()),
+    st.from_regex(FLOAT, fullmatch=True).map(lambda t: t.strip().encode()))
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.just(10**400), st.floats(
+        allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=6)
+FUZZ = settings(max_examples=int(os.environ.get("LOSSD_FUZZ_EXAMPLES", "20")), deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(name=st.sampled_from(["x-request-timeout", "Inference-Header-Content-Length",
+                             "content-encoding", "x-request-id", "content-type"]),
+       value=HEADER_VALUES, path=st.sampled_from(["/v1/losses/mse", "/v2/models/mse/infer",
+                                                  "/v1/batch"]))
+def test_any_header_value_is_never_a_5xx(server, name: str, value: bytes, path: str) -> None:
+    body = {"/v1/losses/mse": MSE, "/v2/models/mse/infer": V2,
+            "/v1/batch": {"requests": [{"loss": "mse", **MSE}]}}[path]
+    r = httpx.post(server.url + path, content=json.dumps(body), headers={name: value})
+    assert r.status_code < 500, (name, value, r.text)
+
+
+@FUZZ
+@given(parameters=st.dictionaries(st.sampled_from(["timeout", "grad", "binary_data_output",
+                                                   "reduction", "delta", "x"]),
+                                  JSON_VALUES, max_size=3))
+def test_any_v2_parameter_value_is_never_a_5xx(server, parameters: dict) -> None:
+    r = httpx.post(f"{server.url}/v2/models/huber/infer",
+                   content=json.dumps({**V2, "parameters": parameters}))
+    assert r.status_code < 500, (parameters, r.text)
+    if r.status_code != 200:
+        assert len(r.json()["error"]) < MAX_MESSAGE + 8
