@@ -332,3 +332,30 @@ def test_list_runs_pages_alike(spawn) -> None:
         assert rest["next_page_token"] is None
         finished = call(s, kind, "list_runs", state="finished")["runs"]
         assert [r["run_id"] for r in finished] == ["r1"], kind
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert set(a) == set(b), (sorted(a), sorted(b))
+    for key in a:
+        if key == "options":
+            assert set(a[key]) == set(b[key])
+            for name, value in a[key].items():
+                np.testing.assert_array_equal(value, b[key][name], err_msg=name)
+                assert np.asarray(value).dtype == np.asarray(b[key][name]).dtype, name
+        elif key != "updated":
+            assert a[key] == b[key], key
+
+
+def test_runs_read_the_same_on_four_clients(server: RunningServer) -> None:
+    weight = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+    created = call(server, "grpc", "create_run", "cross_entropy", weight=weight,
+                   label_smoothing=0.1, expected_batches=2)
+    run_id = created["run_id"]
+    call(server, "rest", "add_batch", run_id, "a/1", input=LOGITS, target=[0, 2])
+    runs = {kind: call(server, kind, "run", run_id) for kind in KINDS}
+    for kind, run in runs.items():
+        _same_run(run, runs["rest"])
+    np.testing.assert_array_equal(runs["grpc"]["options"]["weight"], weight)
+    assert runs["grpc"]["options"]["label_smoothing"] == 0.1
+    fixed = ("run_id", "loss", "options", "expected_batches", "created")
+    _same_run({k: created[k] for k in fixed}, {k: runs["rest"][k] for k in fixed})

@@ -104,6 +104,18 @@ def _compute_body(loss: str, arguments: dict[str, Any], grad: bool) -> dict[str,
             "grad": grad}
 
 
+def _run(body: dict[str, Any]) -> dict[str, Any]:
+    """A run's JSON as gRPC gives it too: tensor options (class weights) as arrays, the
+    aggregate's value rounded to its dtype (a float32 loss as the float32 it is)."""
+    options = body.get("options") or {}
+    run = {**body, "options": {k: rest_array(v) if isinstance(v, dict) else v
+                               for k, v in options.items()}}
+    a = body.get("aggregate")
+    if isinstance(a, dict):  # the value in its dtype's precision, as gRPC carries it
+        run["aggregate"] = {**a, "value": float(scalar(a["value"], a["dtype"]))}
+    return run
+
+
 def _evaluation(body: dict[str, Any]) -> Evaluation:
     results = []
     for i, item in enumerate(body["results"]):
@@ -167,7 +179,7 @@ def create_run(loss: str, expected_batches: int | None, run_id: str | None,
                                         **{k: rest_tensor(v) for k, v in tensors.items()}}}
     if expected_batches is not None:
         body["expected_batches"] = expected_batches
-    return Request("runs", "POST", "/v1/runs", dict, _codec().dumps(body))
+    return Request("runs", "POST", "/v1/runs", _run, _codec().dumps(body))
 
 
 def add_batch(run_id: str, batch_id: str, worker: str,
@@ -186,12 +198,14 @@ def list_runs(state: str | None, limit: int | None,
              if v is not None}
     path = "/v1/runs" + (f"?{urlencode(query)}" if query else "")
     return Request("runs", "GET", path, lambda body: {
-        "runs": body["runs"], "next_page_token": body.get("next_page_token") or None})
+        "runs": [_run(r) for r in body["runs"]],
+        "next_page_token": body.get("next_page_token") or None})
 
 
 def run(run_id: str, method: str = "GET", action: str = "") -> Request[dict[str, Any]]:
     """``GET``/``DELETE /v1/runs/{run_id}``, or ``POST .../{action}``."""
-    return Request("runs", method, f"/v1/runs/{_segment(run_id)}{action}", dict)
+    return Request("runs", method, f"/v1/runs/{_segment(run_id)}{action}",
+                   dict if method == "DELETE" else _run)
 
 
 def answer(response: httpx.Response) -> dict[str, Any]:

@@ -120,10 +120,18 @@ def _evaluation(responses: list[pb.StreamResponse]) -> Evaluation:
                       a.sum, a.weight, results)
 
 
+def _option(value: pb.OptionValue) -> object:
+    kind = value.WhichOneof("kind")
+    if kind == "tensor":
+        return grpc_array(value.tensor)
+    return None if kind in (None, "null") else getattr(value, kind)
+
+
 def _run_dict(run: rpb.Run) -> dict[str, Any]:
-    """A ``Run`` message as the REST API's run JSON (without ``options``)."""
+    """A ``Run`` message as the REST client gives a run (tensor options as arrays)."""
     a = run.aggregate
     return {"run_id": run.run_id, "loss": run.loss, "state": run.state,
+            "options": {k: _option(v) for k, v in run.options.items()},
             "expected_batches": run.expected_batches or None, "complete": run.complete,
             "signature": run.signature, "created": run.created, "updated": run.updated,
             "workers": dict(run.workers),

@@ -5,24 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from ... import codec
+from ..._proto.lossd.v1 import lossd_pb2 as pb
 from ..._proto.lossd.v1 import runs_pb2 as rpb
 from ...calls import CallBuilder
+from ...losses import get_spec
 from ...runs import RunManager, RunView
 from ...settings import Settings
 from .guard import Context, Label, guarded
-from .tensors import decode_tensor, encode_aggregate, option_value
+from .tensors import decode_tensor, encode_aggregate, encode_tensor, option_value, scalar_option
 from .wire import parse
 
 SERVICE = "lossd.v1.RunService"
 PROTOCOL = "grpc"
+STORED = codec.Limits(max_tensor_elements=1 << 40, max_ndim=64)  # a run's own tensors
 
 
 def run_message(run: RunView) -> rpb.Run:
-    """A run and its aggregate so far as a ``Run`` message."""
-    return rpb.Run(run_id=run.run_id, loss=run.definition.loss, state=run.state,
-                   expected_batches=run.definition.expected_batches, complete=run.complete,
+    """A run, its options and its aggregate so far as a ``Run`` message."""
+    d = run.definition
+    spec = get_spec(d.loss)
+    options = {name: scalar_option(value) for name, value in d.options.items()}
+    for name, stored in d.tensors.items():  # stored as JSON tensors, validated when created
+        array = codec.from_json(stored, f"options.{name}", spec.tensor_map.get(name),
+                                STORED)[0]
+        options[name] = pb.OptionValue(tensor=encode_tensor(array, raw=True))
+    return rpb.Run(run_id=run.run_id, loss=d.loss, state=run.state,
+                   expected_batches=d.expected_batches, complete=run.complete,
                    aggregate=encode_aggregate(run.aggregate), workers=run.workers,
-                   signature=run.signature, created=run.created, updated=run.updated)
+                   signature=run.signature, created=run.created, updated=run.updated,
+                   options=options)
 
 
 class RunService:

@@ -66,6 +66,19 @@ def encode_tensor(array: np.ndarray, raw: bool, bfloat16: bool = False) -> pb.Te
     return t
 
 
+def scalar_option(value: Any) -> pb.OptionValue:
+    """A scalar option's ``OptionValue`` (the inverse of :func:`option_value`)."""
+    if value is None:
+        return pb.OptionValue(null=True)
+    if isinstance(value, bool):
+        return pb.OptionValue(flag=value)
+    if isinstance(value, int):
+        return pb.OptionValue(integer=value)
+    if isinstance(value, float):
+        return pb.OptionValue(number=value)
+    return pb.OptionValue(text=str(value))
+
+
 def option_value(value: pb.OptionValue) -> Any:
     """The Python value of a scalar ``OptionValue`` (``None`` for null or unset)."""
     kind = value.WhichOneof("kind")

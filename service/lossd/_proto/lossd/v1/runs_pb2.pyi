@@ -60,7 +60,7 @@ class AddBatchResponse(_message.Message):
     def __init__(self, counted: bool = ..., batches: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "loss", "state", "expected_batches", "complete", "aggregate", "workers", "signature", "created", "updated")
+    __slots__ = ("run_id", "loss", "state", "expected_batches", "complete", "aggregate", "workers", "signature", "created", "updated", "options")
     class WorkersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,13 @@ class Run(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _lossd_pb2.OptionValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_lossd_pb2.OptionValue, _Mapping]] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +85,7 @@ class Run(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     loss: str
     state: str
@@ -88,7 +96,8 @@ class Run(_message.Message):
     signature: str
     created: float
     updated: float
-    def __init__(self, run_id: _Optional[str] = ..., loss: _Optional[str] = ..., state: _Optional[str] = ..., expected_batches: _Optional[int] = ..., complete: bool = ..., aggregate: _Optional[_Union[_lossd_pb2.Aggregate, _Mapping]] = ..., workers: _Optional[_Mapping[str, int]] = ..., signature: _Optional[str] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ...) -> None: ...
+    options: _containers.MessageMap[str, _lossd_pb2.OptionValue]
+    def __init__(self, run_id: _Optional[str] = ..., loss: _Optional[str] = ..., state: _Optional[str] = ..., expected_batches: _Optional[int] = ..., complete: bool = ..., aggregate: _Optional[_Union[_lossd_pb2.Aggregate, _Mapping]] = ..., workers: _Optional[_Mapping[str, int]] = ..., signature: _Optional[str] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ..., options: _Optional[_Mapping[str, _lossd_pb2.OptionValue]] = ...) -> None: ...
 
 class DeleteRunResponse(_message.Message):
     __slots__ = ()
