@@ -25,8 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lossd.errors import InvalidArgument
-from lossd.losses import REGISTRY, compute
-from lossd.losses._spec import ANY, Form, LossSpec
+from lossd.losses import ANY, REGISTRY, Form, LossSpec, compute
 from tests.reference import Case, family
 from tests.reference.compare import assert_result
 
