@@ -36,3 +36,14 @@ def path(family: str) -> Path:
 def load(family: str) -> list[dict[str, Any]]:
     p = path(family)
     return json.loads(p.read_text()) if p.exists() else []
+
+
+def gradient_names() -> dict[str, frozenset[str]]:
+    """Case name -> the tensors lossd must differentiate: those torch differentiates (the
+    goldens' gradients), or for the calls whose backward torch refuses as a whole, what the
+    promoted call gives (``PROMOTED_BACKWARD``)."""
+    from tests.reference import FAMILIES, PROMOTED_BACKWARD
+
+    names = {row["id"]: frozenset(row.get("expected_grads", {}))
+             for family in FAMILIES for row in load(family)}
+    return {**names, **PROMOTED_BACKWARD}

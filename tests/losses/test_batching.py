@@ -1,5 +1,11 @@
 """Batch invariance: a batch split into parts and reduced part by part gives exactly the
-answers of each part computed alone (losses, every reduction, and gradients)."""
+answers of each part computed alone (losses, every reduction, and gradients).
+
+Gradients are compared by name: each part alone gets exactly the gradients torch gives (the
+goldens name them), and the batch gives each part those of its batched tensors. A per-request
+constant's gradient (a class weight's) sums over the whole call and cannot be split: the engine
+computes such calls alone when a gradient is asked for (tests/engine/test_option_gradients.py).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,11 @@ from lossd.losses import (
     split_grads,
     split_terms,
 )
+from tests.golden import gradient_names
 from tests.reference import all_cases
 from tests.reference.compare import assert_close
+
+GOLDEN_GRADS = gradient_names()
 
 CASES = [pytest.param(c, id=c.name) for c in all_cases(0) if c.error is None]
 
@@ -46,13 +55,15 @@ def test_split_batch_equals_parts_alone(case) -> None:
     terms = evaluate(batched)
     pieces = split_terms(terms, sizes)
     grads = split_grads(backward(batched, [(t, part.reduction) for t, part in zip(pieces, parts)]),
-                        axes, sizes) if whole.spec.grad else [{}] * len(sizes)
+                        axes, sizes)
+    torch_gives = GOLDEN_GRADS[case.name]
     for i, (inputs, piece) in enumerate(zip(parts_inputs, pieces)):
-        alone = compute(case.loss, inputs, case.options, grad=whole.spec.grad is not None)
+        alone = compute(case.loss, inputs, case.options, grad=True)
         reduction = parts[i].reduction
         assert_close(reduce(piece, reduction, empty_mean=whole.spec.empty_mean).astype(
             alone.loss.dtype), alone.loss, what=f"part {i} loss")
+        assert set(alone.grads) == torch_gives, f"part {i} alone: {sorted(alone.grads)}"
+        assert set(grads[i]) == torch_gives & set(axes), f"part {i} batched: {sorted(grads[i])}"
         for name, g in grads[i].items():
-            if name in alone.grads:
-                assert_close(g.astype(alone.grads[name].dtype), alone.grads[name],
-                             what=f"part {i} grad {name}")
+            assert_close(g.astype(alone.grads[name].dtype), alone.grads[name],
+                         what=f"part {i} grad {name}", gradient=True)

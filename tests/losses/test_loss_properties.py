@@ -1,7 +1,10 @@
 """Hypothesis properties of every loss in the core.
 
 * Random valid inputs (a random seed of the reference case generators, a random case of that
-  loss) give torch's numbers and gradients (when torch is installed).
+  loss) are answered: no refusal, exactly the gradients torch gives (by name, in the tensors'
+  shapes and dtypes), the loss in torch's shape and dtype; the same case at seed 0 equals the
+  committed goldens (so a core that refuses everything or answers without gradients fails
+  without torch too); and with torch installed they give torch's numbers and gradients.
 * Random invalid inputs (a valid case with a tensor dropped, added, recast, reshaped or filled
   with non-finite values, an option of the wrong type or value) answer a result or a clean
   InvalidArgument; never another exception. Mutations that cannot be valid must be refused.
@@ -21,7 +24,9 @@ from hypothesis import strategies as st
 
 from lossd.errors import InvalidArgument, LossdError
 from lossd.losses import REGISTRY, Result, compute
-from tests.reference import Case, family
+from tests.golden import decode, gradient_names, load
+from tests.losses.test_golden import check_row
+from tests.reference import FAMILIES, Case, family
 from tests.reference.compare import assert_result
 
 LOSSES = sorted(REGISTRY)
@@ -50,6 +55,46 @@ KNOWN = {
 def _case(loss: str, seed: int, pick: int) -> Case:
     cases = _valid(loss, seed) or _valid(loss, 0)
     return cases[pick % len(cases)]
+
+
+GOLDEN = {row["id"]: row for name in FAMILIES for row in load(name)}
+GRADIENTS = gradient_names()
+
+
+def _twin(case: Case) -> dict:
+    """The golden row of ``case`` at seed 0: its own id, or (segmentation draws its cases'
+    activation and target kind at random) the first valid row of the same loss with the same
+    tensors in the same dtypes, the same options first (the dtypes decide which get a
+    gradient)."""
+    if case.name in GOLDEN:
+        return GOLDEN[case.name]
+    dtypes = {k: v.dtype.name for k, v in case.inputs.items()}
+    rows = [row for row in GOLDEN.values()
+            if row["loss"] == case.loss and "error" not in row
+            and {k: v["dtype"] for k, v in row["inputs"].items()} == dtypes]
+    assert rows, f"no golden row of {case.loss} with tensors {dtypes}"
+    return next((row for row in rows if row["options"] == case.options), rows[0])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@SETTINGS
+@given(seed=st.integers(100, 2**31 - 1), pick=st.integers(0, 2**16))
+def test_random_valid_inputs_are_answered(loss: str, seed: int, pick: int) -> None:
+    case = _case(loss, seed, pick)
+    twin = _twin(case)  # the same case at seed 0, as torch answered it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # float16 overflow to inf, as torch
+        result = compute(case.loss, case.inputs, case.options, grad=True)
+        check_row(twin)
+    assert set(result.grads) == GRADIENTS[twin["id"]], sorted(result.grads)
+    for name, g in result.grads.items():
+        given_ = case.inputs[name]
+        assert (g.shape, g.dtype) == (given_.shape, given_.dtype), name
+    twin_inputs = {k: decode(v) for k, v in twin["inputs"].items()}
+    if twin["options"] == case.options and all(v.shape == twin_inputs[k].shape
+                                               for k, v in case.inputs.items()):
+        expected = decode(twin["expected_loss"])
+        assert (result.loss.shape, result.loss.dtype) == (expected.shape, expected.dtype)
 
 
 @pytest.mark.torch

@@ -554,6 +554,9 @@ def _check_kl_div(arrays: dict[str, np.ndarray], options: dict[str, Any]) -> Non
 # --- binary cross entropy ----------------------------------------------------------------------
 
 
+BCE_EPS = float(np.float32(1e-12))  # torch's EPSILON, a float constant (Loss.cpp)
+
+
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, *,
                          weight: np.ndarray | None = None) -> Terms:
     """Binary cross-entropy on probabilities (torch.nn.BCELoss)::
@@ -574,10 +577,14 @@ def binary_cross_entropy(input: np.ndarray, target: np.ndarray, *,
 
 def binary_cross_entropy_grad(upstream: np.ndarray, input: np.ndarray, target: np.ndarray, *,
                               weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Torch's backward: ``∂/∂x = w·(x - y) / max(x·(1 - x), 1e-12)`` (±1e12 at the clamp)
-    and ``∂/∂y = -w·logit(x) = -w·log(x / (1 - x))`` (±inf at x = 0 or 1)."""
+    """Torch's backward: ``∂/∂x = w·(x - y) / max(x·(1 - x), ε)`` (±1e12 at the clamp)
+    and ``∂/∂y = -w·logit(x) = -w·log(x / (1 - x))`` (±inf at x = 0 or 1).
+
+    ε is torch's EPSILON (Loss.cpp), a float constant: 1e-12 rounded to float32, also in a
+    float64 call (where the clamp is reached, the gradient shows the rounding: 3.00000001e11).
+    """
     scale = upstream if weight is None else upstream * weight
-    grad_x = (input - target) / np.maximum((1 - input) * input, input.dtype.type(1e-12))
+    grad_x = (input - target) / np.maximum((1 - input) * input, input.dtype.type(BCE_EPS))
     grad_x *= scale
     grad_y = np.log(input / (1 - input))
     grad_y *= -scale

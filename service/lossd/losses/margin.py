@@ -190,7 +190,9 @@ def margin_ranking_loss_grad(upstream: np.ndarray, input1: np.ndarray, input2: n
 
 # --- cosine_embedding -------------------------------------------------------------------------
 
-COSINE_EPS = 1e-12  # torch adds it to each squared norm inside the sqrt (EPSILON in Loss.cpp)
+# torch adds EPSILON (Loss.cpp) to each squared norm inside the sqrt; it is a float constant,
+# so a float64 call adds 1e-12 rounded to float32 (9.99999996e-13), which a zero vector shows
+COSINE_EPS = float(np.float32(1e-12))
 
 
 def _check_cosine_embedding(arrays: Arrays, options: dict[str, Any]) -> Arrays:
