@@ -59,12 +59,19 @@ bench: $(BENCH)  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/
 soak: $(SERVER)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300
 
+# a new seed each run (printed first and last); LOSSD_FUZZ_SEED=<n> replays that run's examples
 fuzz: $(TORCH)  ## long fuzzing: schemathesis (>= 1,000 cases), gRPC garbage, codec and loss properties, headers and V2 parameters, degenerate shapes
-	LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 $(PY) -m pytest -q -s \
+	@seed=$${LOSSD_FUZZ_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbelow(2**32))')}; \
+	echo "make fuzz: seed $$seed (replay: make fuzz LOSSD_FUZZ_SEED=$$seed)"; \
+	LOSSD_FUZZ_SEED=$$seed LOSSD_FUZZ_EXAMPLES=200 LOSSD_FUZZ_MIN_CASES=1000 \
+	$(PY) -m pytest -q -s --hypothesis-seed=$$seed \
 		tests/api/rest/test_fuzz_rest.py tests/api/rpc/test_fuzz_grpc.py \
 		tests/test_codec_properties.py tests/losses/test_loss_properties.py \
 		tests/api/test_numbers.py tests/api/test_bounds.py tests/api/rest/test_diagnosis.py \
-		tests/losses/test_degenerate.py
+		tests/losses/test_degenerate.py \
+	|| { echo "make fuzz failed with seed $$seed: replay with make fuzz LOSSD_FUZZ_SEED=$$seed"; \
+	     exit 1; }; \
+	echo "make fuzz: seed $$seed passed"
 
 bench-core: $(TORCH)
 	$(PY) -m bench.core

@@ -2,22 +2,29 @@
 ``lossd serve`` processes on free loopback ports).
 
 Hypothesis runs derandomized (the same examples on every run), so CI is reproducible: a failure
-is a fact about the code, not about a draw. ``LOSSD_FUZZ_RANDOM=1`` explores fresh examples.
+is a fact about the code, not about a draw. ``make fuzz`` draws a seed per run
+(``LOSSD_FUZZ_SEED``, printed, and replayed by setting it again); ``LOSSD_FUZZ_RANDOM=1``
+explores fresh examples (tests/support/fuzzing.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import settings
 
+from tests.support import fuzzing
 from tests.support.server import RunningServer, start_server
 
-settings.register_profile("reproducible", derandomize=True, database=None)
-settings.register_profile("explore")
-settings.load_profile("explore" if os.environ.get("LOSSD_FUZZ_RANDOM") else "reproducible")
+fuzzing.configure_profile()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    fuzzing.configure(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return fuzzing.header()
 
 
 @pytest.fixture(scope="session")
