@@ -142,13 +142,25 @@ def test_queue_full_rejects_at_once(spawn) -> None:
     assert 'lossd_rejections_total{reason="queue_full"}' in metrics
 
 
+def _until_computing(url: str) -> None:
+    """Wait (polling /metrics) until the slow request is accepted and being computed."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{url}/metrics").text
+        if sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("lossd_in_flight")) >= 1:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the slow request was never in flight")
+
+
 def test_grpc_queue_full_is_unavailable(spawn) -> None:
     s = spawn("--max-queue", "1")
     with GrpcClient(s.grpc_target, retries=0) as client:  # the refusals themselves
         slow = threading.Thread(target=lambda: httpx.post(f"{s.url}/v1/losses/ctc",
                                                           json=slow_ctc_body(), timeout=60))
         slow.start()
-        time.sleep(0.1)
+        _until_computing(s.url)
         codes = []
         threads = [threading.Thread(target=lambda: codes.append(_grpc_code(client)))
                    for _ in range(8)]
@@ -186,7 +198,7 @@ def test_deadline_expired_in_queue(spawn) -> None:
         slow_thread = threading.Thread(target=lambda: httpx.post(
             f"{s.url}/v1/losses/ctc", json=slow_ctc_body(), timeout=60))
         slow_thread.start()
-        time.sleep(0.1)
+        _until_computing(s.url)
         assert _grpc_code(client) == "DEADLINE_EXCEEDED"
         slow_thread.join()
     metrics = httpx.get(f"{s.url}/metrics").text
