@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 SERVICE = Path(__file__).resolve().parents[1] / "service" / "lossd"
-FORBIDDEN = re.compile(r"\b(pickle|cPickle|dill|marshal|shelve|eval|exec|allow_pickle\s*=\s*True"
-                       r"|yaml\.load|__import__)\b")
+MODULES = r"(?:pickle|cPickle|dill|marshal|shelve)"
+FORBIDDEN = re.compile(  # imports and uses of those modules, calls of eval/exec/__import__
+    rf"\b(?:import\s+{MODULES}|from\s+{MODULES}\s+import|{MODULES}\.\w+)\b"
+    r"|(?<![\w.])(?:eval|exec|__import__)\s*\(|allow_pickle\s*=\s*True|\byaml\.load\b")
 
 
 def test_no_pickle_no_eval_in_the_service() -> None:
