@@ -12,7 +12,7 @@ TEST := $(VENV)/.test
 TORCH := $(VENV)/.torch
 BENCH := $(VENV)/.bench
 
-.PHONY: install serve test parity golden proto bench bench-core soak fuzz container-test clean
+.PHONY: install serve test parity golden proto bench bench-core soak fuzz container-test scale-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ bench-core: $(TORCH)
 
 container-test: $(SERVER)  ## build the image with podman, run it, compute, SIGTERM (installs podman)
 	$(PY) deploy/container_test.py
+
+scale-test: $(TEST)  ## 3 replicas in network namespaces behind HAProxy, sharing Redis, under faults (root; installs haproxy, redis-server)
+	@command -v haproxy >/dev/null && command -v redis-server >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		haproxy redis-server >/dev/null; }
+	$(PY) -m pytest -q -s -m scale tests/e2e/test_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
