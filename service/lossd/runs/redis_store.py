@@ -19,11 +19,18 @@ lossd older than the index are not listed (re-creating one with its definition l
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..errors import Unavailable
 from ..losses import Signature
 from .store import (
     FINISHED,
@@ -89,6 +96,28 @@ return 1
 INDEX = "lossd:runs"
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _reachable(method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]
+               ) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]:
+    """Redis out of reach (restarting, a connection dropped, the store closed by a drain) is
+    :class:`Unavailable` (503 / UNAVAILABLE: clients retry), never an internal error. Every
+    script is safe to repeat, so a dropped connection is first retried here."""
+    @functools.wraps(method)
+    async def call(store: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if store._client is None:
+            raise Unavailable("run store closed (the server is stopping)")
+        try:
+            return await method(store, *args, **kwargs)
+        except LOST as exc:
+            raise Unavailable(f"run store unavailable ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+    return call
+
+
 def _keys(run_id: str) -> list[str]:
     run = f"lossd:run:{{{run_id}}}"
     return [run, f"{run}:batches"]
@@ -105,7 +134,9 @@ class RedisStore:
 
     async def open(self) -> None:
         """Connect (checked with a PING) and register the Lua scripts."""
-        client = aioredis.from_url(self.url, decode_responses=True)
+        client = aioredis.from_url(  # a stale pooled connection is retried at once
+            self.url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=0.5), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError])
         try:
             await client.ping()
         except BaseException:
@@ -122,6 +153,7 @@ class RedisStore:
             await self._client.aclose()
             self._client = None
 
+    @_reachable
     async def create(self, run_id: str, definition: str, now: float) -> str:
         """:meth:`RunStore.create`, as one Lua script, after the index entry (``NX``: a retry
         keeps the first creation time)."""
@@ -130,6 +162,7 @@ class RedisStore:
                                          args=[definition, repr(now), self.ttl_ms, OPEN])
         return stored
 
+    @_reachable
     async def add(self, run_id: str, record: BatchRecord, signature: Signature,
                   expected_batches: int, now: float) -> AddOutcome:
         """:meth:`RunStore.add`: every check, the record and the counter in one Lua script."""
@@ -140,6 +173,7 @@ class RedisStore:
         fixed = decode_signature(stored)
         return AddOutcome(Added(added), int(batches), fixed.text if fixed else "")
 
+    @_reachable
     async def look(self, run_id: str, batch_id: str) -> Look:
         """:meth:`RunStore.look`, in one MULTI/EXEC read."""
         run_key, batches_key = _keys(run_id)
@@ -149,6 +183,7 @@ class RedisStore:
         digest = None if record is None else BatchRecord.decode(batch_id, record).digest
         return Look(digest, int(batches or 0), decode_signature(signature))
 
+    @_reachable
     async def load(self, run_id: str) -> RunSnapshot | None:
         """:meth:`RunStore.load`, in one MULTI/EXEC read."""
         run_key, batches_key = _keys(run_id)
@@ -161,6 +196,7 @@ class RedisStore:
                            float(run["updated"]),
                            [BatchRecord.decode(b, r) for b, r in batches.items()])
 
+    @_reachable
     async def list_runs(self, *, state: str | None, after: Cursor | None, offset: int,
                         limit: int) -> list[RunSnapshot]:
         """:meth:`RunStore.list_runs`: walks the index newest first in chunks, reads each
@@ -198,17 +234,20 @@ class RedisStore:
                     break
         return found
 
+    @_reachable
     async def finish(self, run_id: str, now: float) -> bool:
         """:meth:`RunStore.finish`, as one Lua script (which also renews the TTL)."""
         return bool(await self._finish(keys=_keys(run_id), args=[FINISHED, repr(now),
                                                                  self.ttl_ms]))
 
+    @_reachable
     async def delete(self, run_id: str) -> bool:
         """:meth:`RunStore.delete`: both keys in one DEL, then the index entry."""
         deleted = bool(await self._client.delete(*_keys(run_id)))
         await self._client.zrem(INDEX, run_id)
         return deleted
 
+    @_reachable
     async def sweep(self, now: float) -> int:
         """Nothing to do: :meth:`RunStore.sweep`'s work is done by the keys' TTL."""
         return 0  # keys expire on their own (TTL renewed by every write)
