@@ -211,7 +211,8 @@ def test_huge_integers_elsewhere(server, placement: str) -> None:
 
 
 HEADER_VALUES = st.one_of(
-    st.sampled_from(BAD_HEADER_NUMBERS + [b"1", b"0.5", b"86400", b"86401", b"  3  "]),
+    st.sampled_from(BAD_HEADER_NUMBERS + [b"1", b"0.5", b"86400", b"86401"]),  # no outer spaces:
+    # HTTP clients refuse to send them (RFC 9110 strips them as optional whitespace anyway)
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
             max_size=30).map(lambda t: t.encode("latin-1").strip()),
     st.from_regex(FLOAT, fullmatch=True).map(lambda t: t.strip().encode()))
