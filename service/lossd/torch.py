@@ -129,7 +129,8 @@ else:
         tensor = tensor.detach()
         if tensor.dtype == torch.bfloat16:
             tensor = tensor.float()
-        return tensor.cpu().resolve_conj().resolve_neg().numpy()
+        array: np.ndarray = tensor.cpu().resolve_conj().resolve_neg().numpy()
+        return array
 
     def to_tensor(array: np.ndarray, *, dtype: torch.dtype | None, device: torch.device
                   ) -> Tensor:
