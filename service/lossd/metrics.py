@@ -59,8 +59,8 @@ class Metrics:
                                        registry=r)
         self.compute_seconds = Histogram("lossd_compute_duration_seconds", "Compute time of "
                                          "one batch", buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("lossd_batch_size", "Requests per computed batch",
-                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_size = Histogram("lossd_batch_size", "Requests per computed batch, by loss",
+                                    ["loss"], buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("lossd_queue_depth", "Requests waiting in the queue",
                                  multiprocess_mode="livesum", registry=r)
         self.in_flight = Gauge("lossd_in_flight", "Requests accepted and not yet answered",

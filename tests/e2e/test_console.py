@@ -273,6 +273,10 @@ def test_load_page_reads_the_metrics(watched: Watched, lossd: RunningServer) -> 
         httpx.post(f"{lossd.url}/v1/losses/mse", json={"inputs": {"input": [1.0, 2.0],
                                                                   "target": [0.0, 0.5]}})
     expect(page.locator("#load-rates")).to_contain_text("mse")
+    # batch sizes per loss (a batch holds one loss's calls, from any protocol)
+    mean = page.locator("#load-rates td[data-mean-batch='mse']").first
+    expect(mean).not_to_have_text("–")
+    assert float(mean.inner_text()) >= 1
     expect(page.locator("#load-latency")).to_contain_text("ms")
     page.wait_for_selector("#load-rate svg", timeout=10_000)
     _shot(page, "load")

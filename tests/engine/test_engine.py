@@ -38,8 +38,15 @@ async def _with_engine(settings: Settings, body) -> object:
 
 
 def _batch_sizes(engine: Engine) -> list[float]:
-    samples = engine.metrics.registry.get_sample_value
-    return [samples("lossd_batch_size_count"), samples("lossd_batch_size_sum")]
+    """(batches, requests in them) over every loss."""
+    return [_summed(engine, "lossd_batch_size_count"), _summed(engine, "lossd_batch_size_sum")]
+
+
+def _summed(engine: Engine, name: str, **labels: str) -> float:
+    """A sample of ``name`` summed over the ``loss`` label (batch sizes are per loss)."""
+    return sum(sample.value for metric in engine.metrics.registry.collect()
+               for sample in metric.samples if sample.name == name
+               and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_concurrent_requests_share_batches_and_match_unbatched() -> None:
@@ -104,8 +111,7 @@ def test_batch_caps_and_delay() -> None:
 
     async def body(engine: Engine):
         await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 2)) for _ in range(16)))
-        return engine.metrics.registry.get_sample_value(
-            "lossd_batch_size_bucket", {"le": "4.0"}), _batch_sizes(engine)
+        return _summed(engine, "lossd_batch_size_bucket", le="4.0"), _batch_sizes(engine)
 
     le4, (batches, served) = asyncio.run(_with_engine(settings, body))
     assert le4 == batches and served == 16  # no batch above the cap
@@ -142,7 +148,7 @@ def test_idle_engine_answers_small_calls_inline() -> None:
         big = _ce(rng, 4000)  # 44,000 elements: over the inline limit, so queued
         await engine.compute("cross_entropy", big)
         return (result, inline_wait, sample("lossd_queue_duration_seconds_sum"),
-                sample("lossd_batch_size_count"))
+                sample("lossd_batch_size_count", {"loss": "cross_entropy"}))
 
     result, inline_wait, total_wait, batches = asyncio.run(_with_engine(Settings(), body))
     assert result.loss.shape == () and batches == 2

@@ -66,7 +66,7 @@ export async function showLoad(main) {
     h("div", { class: "pair" }, rateFigure, queueFigure),
     h("h2", {}, "Requests by loss and protocol"),
     h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
-      ["loss", "protocol", "requests/s", "errors/s", "total"].map((c) => h("th", { scope: "col" }, c)))), table)),
+      ["loss", "protocol", "requests/s", "errors/s", "total", "mean batch"].map((c) => h("th", { scope: "col" }, c)))), table)),
     h("h2", {}, "Latency by protocol"),
     h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
       ["protocol", "p50", "p90", "p99", "requests"].map((c) => h("th", { scope: "col" }, c)))), latency))));
@@ -92,6 +92,10 @@ export async function showLoad(main) {
     const batches = histogram(samples, "lossd_batch_size");
     const batchCount = sum(samples, "lossd_batch_size_count"), batchSum = sum(samples, "lossd_batch_size_sum");
     const rejected = sum(samples, "lossd_rejections_total");
+    const perLoss = (name) => new Map(samples.filter((s) => s.name === name).map((s) => [s.labels.loss, s.value]));
+    const lossBatches = perLoss("lossd_batch_size_count"), lossServed = perLoss("lossd_batch_size_sum");
+    // a batch holds calls of one loss from any protocol: its size is per loss
+    const meanBatch = (loss) => lossBatches.get(loss) ? format(lossServed.get(loss) / lossBatches.get(loss), 3) : "–";
     history.push({ t: now, rate, queue });
     while (history.length && history[0].t < now - KEEP_S) history.shift();
     tiles.replaceChildren(...[["requests/s", format(rate, 4)], ["queue depth", queue], ["in flight", inFlight],
@@ -102,7 +106,8 @@ export async function showLoad(main) {
       const before = previous && previous.requests.get(`${r.loss}|${r.protocol}`);
       return h("tr", {}, h("th", { scope: "row" }, r.loss), h("td", {}, r.protocol),
         h("td", {}, dt ? format((r.total - (before ? before.total : 0)) / dt, 4) : "–"),
-        h("td", {}, dt ? format((r.errors - (before ? before.errors : 0)) / dt, 4) : "–"), h("td", {}, r.total));
+        h("td", {}, dt ? format((r.errors - (before ? before.errors : 0)) / dt, 4) : "–"), h("td", {}, r.total),
+        h("td", { "data-mean-batch": r.loss }, meanBatch(r.loss)));
     }));
     const protocols = [...new Set(samples.filter((s) => s.name === "lossd_request_duration_seconds_bucket").map((s) => s.labels.protocol))];
     const hists = Object.fromEntries(protocols.map((p) => [p, histogram(samples, "lossd_request_duration_seconds", (l) => l.protocol === p)]));

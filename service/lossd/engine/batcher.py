@@ -323,7 +323,7 @@ class Engine:
             seconds = time.perf_counter() - started
             self.metrics.compute_seconds.observe(seconds)
             self._learn(group, seconds)
-            self.metrics.batch_size.observe(len(group))
+            self.metrics.batch_size.labels(group[0].call.spec.name).observe(len(group))
             outcomes.extend(zip(group, results))
         return outcomes
 
