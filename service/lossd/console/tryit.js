@@ -97,7 +97,8 @@ function snippets(name, tensors, options, grad, loss) {
     return [k, type.includes("integer") && !type.includes("number") ? { integer: String(v) } : { number: v }];
   }));
   const grpcBody = JSON.stringify({ loss: name, inputs: grpcTensors, options: grpcOptions, grad });
-  const grpcurl = [`grpcurl -plaintext`, key ? `-H ${shellQuote(`authorization: Bearer ${key}`)}` : null,
+  // TLS is on for both servers or for neither (LOSSD_TLS_*): plaintext only over http
+  const grpcurl = [location.protocol === "https:" ? "grpcurl" : "grpcurl -plaintext", key ? `-H ${shellQuote(`authorization: Bearer ${key}`)}` : null,
     `-d ${shellQuote(grpcBody)}`, `${location.hostname}:${config.grpc_port} lossd.v1.LossService/Compute`]
     .filter(Boolean).join(" \\\n  ");
   return { body, curl, python, grpcurl };
