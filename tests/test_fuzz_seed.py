@@ -1,4 +1,4 @@
-"""Fuzzing explores and reproduces (issue 20, item 4): without a seed Hypothesis replays the same
+"""Fuzzing explores and reproduces: without a seed Hypothesis replays the same
 examples on every run (CI's short fuzz); ``LOSSD_FUZZ_SEED`` (what ``make fuzz`` draws and
 prints) gives other examples for another seed and the same ones again for the same seed.
 

@@ -1,5 +1,5 @@
-"""With API keys on, the open surface is one documented list, the same on both transports
-(issue 18, class 10): every REST route and every gRPC method is called without a key, and only
+"""With API keys on, the open surface is one documented list, the same on both transports:
+every REST route and every gRPC method is called without a key, and only
 those in ``lossd.api.auth.OPEN_PATHS`` / ``OPEN_GRPC`` answer; reflection needs the key. The
 ``Bearer`` scheme is matched in any case (RFC 7235), on both transports.
 """

@@ -1,4 +1,4 @@
-"""Bounded messages and connections (issue 18, class 3), over real sockets.
+"""Bounded messages and connections, over real sockets.
 
 * Every client string an error repeats is cut: a huge loss name, run id, batch id, tensor or
   option name gives its NOT_FOUND / INVALID_ARGUMENT with a short message on both transports

@@ -1,4 +1,4 @@
-"""Numbers from the wire (issue 18, class 2): one parser per kind, with bounds, and every
+"""Numbers from the wire: one parser per kind, with bounds, and every
 header and parameter lossd reads as a number going through it.
 
 Hypothesis feeds arbitrary strings (and arbitrary parsed values) to each parser: the answer is

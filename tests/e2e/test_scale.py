@@ -1,4 +1,4 @@
-"""Scale-out with real parts (issue 19; ``make scale-test``, marker ``scale``, needs root).
+"""Scale-out with real parts (``make scale-test``, marker ``scale``, needs root).
 
 On this machine, a network of its own (tests/support/netns.py): three lossd replicas, each in
 its network namespace with an address of its own (10.77.0.11-13), a Redis host (10.77.0.5)

@@ -1,4 +1,4 @@
-"""Degenerate shapes against live torch 2.13 (issue 18, class 1).
+"""Degenerate shapes against live torch 2.13.
 
 Every valid reference case of every loss is shrunk, one named dim at a time, to size zero
 (zero classes, zero batch, zero-length sequences, empty trailing dims), with every target

@@ -1,4 +1,4 @@
-"""Every gradient torch gives, and only those (issue 20, item 1).
+"""Every gradient torch gives, and only those.
 
 For every reference case (each loss with each option set, shape and dtype of ``cases(0)``),
 torch is asked which tensors it differentiates — every floating tensor, inputs and tensor

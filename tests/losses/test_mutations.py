@@ -1,4 +1,4 @@
-"""The suite catches a corrupted core (issue 20, item 3): a mutation smoke check run as a test.
+"""The suite catches a corrupted core: a mutation smoke check run as a test.
 
 Each deliberate corruption is applied in-process by monkeypatching the core (undone after the
 test) and must make the existing checks fail — the golden comparison of tests/losses/

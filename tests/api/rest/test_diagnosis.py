@@ -1,4 +1,4 @@
-"""A body that is refused is refused for what is wrong with it (issue 18, class 7).
+"""A body that is refused is refused for what is wrong with it.
 
 The depth pre-scan runs before the parser, so any body with unbalanced brackets (or compressed,
 binary bytes) used to be "JSON nested deeper than 32 levels". Properties over arbitrary bodies:
