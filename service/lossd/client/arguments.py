@@ -21,10 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import SHOWN, InvalidArgument, cut
 from ..losses import REGISTRY
-
-MAX_NAME = 64  # characters of a user's name repeated in a message
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def to_array(name: str, value: object) -> np.ndarray:
     if callable(detach):
         value = detach()
         if str(getattr(value, "dtype", "")) == "torch.bfloat16":
-            raise InvalidArgument(f"{name[:MAX_NAME]}: a torch bfloat16 tensor has no NumPy "
+            raise InvalidArgument(f"{cut(name, SHOWN)}: a torch bfloat16 tensor has no NumPy "
                                   "form; send .float() (lossd computes float32)",
                                   field=f"inputs.{name}")
         cpu = getattr(value, "cpu", None)
@@ -104,11 +102,11 @@ def to_array(name: str, value: object) -> np.ndarray:
         else:
             array = np.from_dlpack(value)
     except (TypeError, ValueError, RuntimeError, BufferError) as exc:
-        raise InvalidArgument(f"{name[:MAX_NAME]}: expected an array-like (NumPy array, "
+        raise InvalidArgument(f"{cut(name, SHOWN)}: expected an array-like (NumPy array, "
                               f"number, list, tensor); got {type(value).__name__} "
                               f"({str(exc)[:120]})", field=f"inputs.{name}") from None
     if array.dtype == object or array.dtype.kind in "USV":
-        raise InvalidArgument(f"{name[:MAX_NAME]}: expected numbers; got an array of "
+        raise InvalidArgument(f"{cut(name, SHOWN)}: expected numbers; got an array of "
                               f"{array.dtype} (ragged lists or text?)",
                               field=f"inputs.{name}")
     return array
@@ -122,7 +120,7 @@ def to_option(name: str, value: object) -> object:
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "ndim", 0) == 0:
         return item()
-    raise InvalidArgument(f"{name[:MAX_NAME]}: expected an option value (bool, number, string "
+    raise InvalidArgument(f"{cut(name, SHOWN)}: expected an option value (bool, number, string "
                           f"or null); got {type(value).__name__}", field=f"options.{name}")
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import DeadlineExceeded, ErrorCode, LossdError
+from ..errors import ErrorCode, LossdError
 
 T = TypeVar("T")
 
@@ -89,10 +89,6 @@ class Deadline:
     def allows(self, delay: float) -> bool:
         """Whether waiting ``delay`` seconds still leaves time for another attempt."""
         return self.end is None or time.monotonic() + delay < self.end
-
-    def expired(self, what: str) -> DeadlineExceeded:
-        """The error of a call that ran out of time."""
-        return DeadlineExceeded(f"{what}: no answer within the call's timeout")
 
 
 @dataclass(frozen=True)
