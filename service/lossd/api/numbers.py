@@ -47,9 +47,8 @@ def _bounds(low: float | None, high: float | None) -> str:
 def parse_int(raw: str, *, field: str, low: int | None = 0, high: int | None = None) -> int:
     """An integer written in ASCII digits, within ``[low, high]``."""
     text = raw.strip(_OWS)
-    expected = f"an integer{_bounds(low, high)}"
     if not _INT.fullmatch(text) or (text.startswith("-") and (low is None or low >= 0)):
-        raise _refuse(field, expected, raw)
+        raise _refuse(field, f"an integer{_bounds(low, high)}", raw)
     return int_value(int(text), field=field, low=low, high=high, raw=raw)
 
 
@@ -92,18 +91,16 @@ def float_value(value: Any, *, field: str, low: float | None = None,  # noqa: AN
                 high: float | None = None, low_open: bool = False, raw: object = None
                 ) -> float:
     """``value`` as a finite float within the bounds (an int too large for a float refused)."""
-    expected = f"a number{_bounds(low, high)}"
-    shown_as = value if raw is None else raw
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _refuse(field, expected, shown_as)
-    try:
-        number = float(value)
-    except OverflowError:
-        raise _refuse(field, expected, shown_as) from None
+    number = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            pass
     if not math.isfinite(number) or (low is not None and (
             number < low or (low_open and number == low))) or (
             high is not None and number > high):
-        raise _refuse(field, expected, shown_as)
+        raise _refuse(field, f"a number{_bounds(low, high)}", value if raw is None else raw)
     return number
 
 

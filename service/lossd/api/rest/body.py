@@ -33,15 +33,15 @@ def declared_length(request: Request) -> int | None:
         return None  # e.g. beyond int64: the streamed size decides
 
 
-async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object]) -> None:
+async def receive_body(request: Request, limit: int, feed: Callable[[bytes], object],
+                       declared: int | None) -> None:
     """Hand the body's chunks to ``feed`` as they arrive, refused as soon as it passes
-    ``limit`` bytes (declared or streamed). A compressed body is refused: lossd reads
-    uncompressed bodies only."""
+    ``limit`` bytes (``declared``, the :func:`declared_length`, or streamed). A compressed body
+    is refused: lossd reads uncompressed bodies only."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", ""):
         raise InvalidArgument(f"content-encoding: {shown(encoding)} is not supported; send the "
                               f"body uncompressed", field="content-encoding")
-    declared = declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body: at most {limit} bytes; got {declared}", field="body")
     size = 0
@@ -58,14 +58,15 @@ async def receive_body(request: Request, limit: int, feed: Callable[[bytes], obj
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body (see :func:`receive_body`)."""
     chunks: list[bytes] = []
-    await receive_body(request, limit, chunks.append)
+    await receive_body(request, limit, chunks.append, declared_length(request))
     return b"".join(chunks)
 
 
 async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
     """The body as a JSON object, parsed as its chunks arrive."""
-    stream = jsonstream.JsonStream(settings.max_json_depth, declared_length(request))
-    await receive_body(request, settings.max_body_bytes, stream.feed)
+    declared = declared_length(request)
+    stream = jsonstream.JsonStream(settings.max_json_depth, declared)
+    await receive_body(request, settings.max_body_bytes, stream.feed, declared)
     return json_object(stream.finish())
 
 
