@@ -4,7 +4,9 @@ Wire dtypes are torch's names; :data:`V2_DATATYPES` gives each its Open Inferenc
 (``float32`` <-> ``FP32``) and the gRPC enum ``lossd.v1.DType`` spells them in capitals.
 ``bfloat16`` has no NumPy dtype: it is widened to float32 on the way in (exact: a bfloat16 is
 the top half of a float32) and rounded back to nearest-even on the way out, so a bfloat16
-caller gets bfloat16 back, as from torch.
+caller gets bfloat16 back, as from torch. Values sent as numbers for a declared dtype are
+rounded to it as ``torch.tensor(values, dtype=...)`` rounds them (float16 and bfloat16 through
+float32, nearest-even each time), so every encoding of a tensor gives the same array.
 
 JSON tensors come in three encodings, and answers use the one the request used for ``input``:
     nested list                      [[0.1, 0.2], [0.3, "NaN"]]
@@ -181,6 +183,8 @@ def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any], field: 
     array = _to_array(values, field, target)
     if array.ndim != 1:
         raise _fail(field, "data must be a flat list of numbers")
+    if dtype == BFLOAT16:  # the float32 carrier holds bfloat16 values, as from raw bytes
+        array = bfloat16_to_float32(float32_to_bfloat16(array))
     return array.reshape(dims)
 
 
@@ -204,7 +208,13 @@ def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
                     array.min() < np.iinfo(target).min or array.max() > np.iinfo(target).max):
                 raise _fail(field, f"values out of the range of {target.name}")
             with np.errstate(over="ignore"):  # beyond float32/16: +-inf, as torch.tensor does
-                array = array.astype(target)
+                if target.kind == "f" and target.itemsize <= 4:
+                    # torch converts a Python number to double, then float, then half (whose
+                    # constructor takes a float): round the same way, twice, not once from
+                    # float64 (1 + 2**-11 + 2**-40 is 1.0 in torch's float16, 1.001 in
+                    # NumPy's direct cast); bfloat16 is rounded from the float32 by the caller
+                    array = array.astype(np.float64, copy=False).astype(np.float32)
+                array = array.astype(target, copy=False)
         return array
     except ValueError as exc:  # ragged nesting, too deep, out-of-range integers
         raise _fail(field, f"not a regular (nested) list of numbers: {exc}"[:300]) from None

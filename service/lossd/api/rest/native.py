@@ -59,8 +59,8 @@ def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
 def encode_answer(call: Call, result: Result) -> dict[str, Any]:
     """``{"loss": number | tensor, "dtype": the loss's dtype, "grads": {name: tensor}?}`` in
     the call's encoding (``dtype`` says what a JSON number stands for, e.g. float32)."""
-    loss = (codec.scalar_json(result.loss) if result.loss.ndim == 0
-            else codec.to_json(result.loss, call.encoding, call.loss_bfloat16))
+    encoding = codec.Encoding.LIST if result.loss.ndim == 0 else call.encoding  # 0-d: a number
+    loss = codec.to_json(result.loss, encoding, call.loss_bfloat16)
     dtype = "bfloat16" if call.loss_bfloat16 else (codec.DTYPE_NAMES.get(result.loss.dtype)
                                                    or result.loss.dtype.name)
     body: dict[str, Any] = {"loss": loss, "dtype": dtype}
