@@ -13,6 +13,9 @@ JSON tensors come in three encodings, and answers use the one the request used f
     {"dtype", "shape", "data"}       data: flat list, row-major
     {"dtype", "shape", "b64"}        b64: little-endian raw bytes, base64
 Non-finite numbers travel as the strings "NaN", "Infinity", "-Infinity" (proto3 JSON mapping).
+A value may be a string wherever a number may, read as proto3's JSON mapping reads a double
+(:func:`number_string`): JSON number syntax, or exactly "NaN", "Infinity", "-Infinity";
+nothing else that Python's ``float()`` would take ("1_000", " 2 ", "nan", "inf", "+1", ".5").
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import binascii
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -52,6 +56,8 @@ V2_DATATYPES: dict[str, str] = {
     "float64": "FP64",
 }
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+"""RFC 8259's number grammar (ASCII digits only: ``re``'s ``[0-9]``, not ``\\d``)."""
 
 
 class Encoding(str, Enum):
@@ -188,17 +194,44 @@ def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any], field: 
     return array.reshape(dims)
 
 
+def number_string(text: str, field: str) -> float:
+    """A tensor value written as a JSON string, read as proto3's JSON mapping reads a double:
+    a string in JSON number syntax (no whitespace, ``+``, ``_``, hex or leading zeros) within
+    the float64 range, or exactly "NaN", "Infinity" or "-Infinity". ``InvalidArgument``
+    naming ``field`` and the string (cut short) otherwise.
+
+    Example:
+        >>> number_string("1E5", "inputs.x"), number_string("-Infinity", "inputs.x")
+        (100000.0, -inf)
+    """
+    special = NON_FINITE.get(text)
+    if special is not None:
+        return special
+    if JSON_NUMBER.fullmatch(text):
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        raise _fail(field, f"{shown(text)} is beyond the float64 range")
+    raise _fail(field, f"expected numbers, as JSON numbers or strings in JSON number syntax "
+                       f"(non-finite as \"NaN\", \"Infinity\", \"-Infinity\"); got "
+                       f"{shown(text)}")
+
+
+def _strings_read(values: Any, field: str) -> Any:  # noqa: ANN401 - nested JSON values
+    """``values`` with each string replaced by the number it spells (:func:`number_string`)."""
+    if isinstance(values, str):
+        return number_string(values, field)
+    if isinstance(values, list):
+        return [_strings_read(v, field) for v in values]
+    return values
+
+
 def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
     try:
         array = np.asarray(values)
-        if array.dtype.kind == "U":  # "NaN" / "Infinity" / "-Infinity" among the numbers
-            bad = set(np.unique(array).tolist()) - set(NON_FINITE) - {
-                s for s in np.unique(array).tolist() if _is_number(s)}
-            if bad:
-                raise _fail(field, f"expected numbers (non-finite as \"NaN\", \"Infinity\", "
-                                   f"\"-Infinity\"); got {sorted(bad)[0]!r}"[:200])
-            array = array.astype(np.float64)
-        elif array.dtype == object or array.dtype.kind not in "biuf":
+        if array.dtype.kind == "U":  # strings among the numbers: read each, then again
+            array = np.asarray(_strings_read(values, field))
+        if array.dtype == object or array.dtype.kind not in "biuf":
             raise _fail(field, "expected a (nested) list of numbers")
         if dtype is not None:
             target = np.dtype(dtype)
@@ -220,14 +253,6 @@ def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
         raise _fail(field, f"not a regular (nested) list of numbers: {exc}"[:300]) from None
     except OverflowError as exc:
         raise _fail(field, f"value out of range: {exc}") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _json_depth_ok(obj: Any, limit: int) -> bool:
@@ -283,8 +308,8 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
             raise _fail(field, "data must be a flat list of numbers")
         return (from_values(dtype, shape, obj["data"], field, limits), Encoding.DATA,
                 dtype == BFLOAT16)
-    if isinstance(obj, str) and obj in NON_FINITE:
-        obj = NON_FINITE[obj]
+    if isinstance(obj, str):  # a 0-d tensor written as a string
+        obj = number_string(obj, field)
     if isinstance(obj, (list, int, float)) and not isinstance(obj, bool):
         if not _json_depth_ok(obj, limits.max_ndim):
             raise _fail(field, f"at most {limits.max_ndim} dimensions")
