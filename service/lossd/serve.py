@@ -1,9 +1,10 @@
 """``lossd serve``: REST and gRPC in one process, one event loop (the ``lossd[server]`` extra).
 
 SIGTERM (or SIGINT) drains: readiness and gRPC health go false, new work is refused with
-UNAVAILABLE / 503, queued and running work finishes, then the servers stop and the process exits
-0 (1 if the drain grace ran out first). ``--workers N`` starts N such processes sharing both
-ports with SO_REUSEPORT.
+UNAVAILABLE / 503, queued and running work finishes; the servers stay open, refusing, until
+``shutdown_delay_s`` after the signal (so that balancers and health-checking gRPC clients have
+moved away), then stop, and the process exits 0 (1 if the drain grace ran out first).
+``--workers N`` starts N such processes sharing both ports with SO_REUSEPORT.
 
 Start-up mistakes are one line on stderr and a non-zero exit, before anything starts: an unknown
 ``LOSSD_*`` variable (with the closest setting's name), a value a setting refuses (each field's
@@ -190,16 +191,22 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     await asyncio.wait({asyncio.create_task(stop.wait()), http_task},
                        return_when=asyncio.FIRST_COMPLETED)
 
-    log.info("draining (grace %.1f s)", settings.drain_seconds)
+    log.info("draining (grace %.1f s, servers open for %.1f s at least)",
+             settings.drain_seconds, settings.shutdown_delay_s)
     started = time.perf_counter()
     await grpc_server.set_serving(False)
     finished = await engine.drain(settings.drain_seconds)
+    # Stopping grpc's server cancels the calls it has received but not handed to lossd yet
+    # (the client sees CANCELLED, not safe to retry): what still arrives in the moment before
+    # its GOAWAY reaches the client. So the servers stay open, answering UNAVAILABLE, until
+    # balancers (readiness 503) and health-checking clients (NOT_SERVING) have moved away.
+    await asyncio.sleep(max(0.0, settings.shutdown_delay_s - (time.perf_counter() - started)))
     await grpc_server.stop(grace=1.0)
     await runs.close()
     http.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await http_task
-    log.info("stopped after %.2f s drain (%s)", time.perf_counter() - started,
+    log.info("stopped %.2f s after the signal (drain: %s)", time.perf_counter() - started,
              "all work finished" if finished else "grace ran out")
     return 0 if finished else 1
 

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     compute_threads: int = Field(1, ge=1, le=64,
                                  description="threads computing batches off the event loop")
     drain_seconds: float = Field(30.0, ge=0, description="grace to finish work on SIGTERM")
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="with replicas: after SIGTERM, keep both servers open (new work "
+                               "refused: UNAVAILABLE / 503, health NOT_SERVING) until this many "
+                               "seconds after the signal, so that balancers and health-checking "
+                               "gRPC clients move to other replicas before connections close "
+                               "(0: close once drained, as a lone server has nowhere to send "
+                               "its clients)")
     grpc_max_connection_age_s: float = Field(
         0.0, ge=0, description="close gRPC connections after this age so clients re-balance "
                                "(0: never)")

@@ -117,9 +117,11 @@ def test_ports_env_and_drain_budget(rendered) -> None:
 
     spec = deployment["spec"]["template"]["spec"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    grpc_stop_grace = 1  # lossd.serve.serve stops gRPC with grace=1.0 after the drain
-    assert spec["terminationGracePeriodSeconds"] > (pre_stop + settings.drain_seconds
-                                                    + grpc_stop_grace)
+    # lossd.serve.serve stops gRPC with grace=1.0 once drained and shutdown_delay_s after SIGTERM
+    grpc_stop_grace = 1
+    assert settings.shutdown_delay_s > 0  # health-checking clients leave before GOAWAY
+    assert spec["terminationGracePeriodSeconds"] > (
+        pre_stop + max(settings.drain_seconds, settings.shutdown_delay_s) + grpc_stop_grace)
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
     assert "USER 10001:10001" in (ROOT / "Dockerfile").read_text()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import threading
 import time
 
 import grpc
@@ -12,7 +14,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lossd.client import AsyncGrpcClient, LossdError
+from lossd.client import AsyncGrpcClient, GrpcClient, LossdError
 from tests.support.slow import SMALL_MSE, slow_ctc_body
 
 
@@ -111,3 +113,59 @@ def test_sigterm_drains_under_load(spawn) -> None:
     started = time.monotonic()
     assert s.terminate(timeout=30) == 0
     assert time.monotonic() - started < 30
+
+
+# round_robin with client-side health checking (grpc.health.v1 Watch on the whole server):
+# a replica that reports NOT_SERVING gets no more calls
+HEALTH_CHECKED = json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
+                             "healthCheckConfig": {"serviceName": ""}})
+
+
+def test_sigterm_keeps_answering_until_clients_moved_away(spawn) -> None:
+    """A SIGTERMed replica stays open for ``shutdown_delay_s``: health NOT_SERVING, new calls
+    UNAVAILABLE (not refused, not CANCELLED); a health-checking round-robin client over two
+    replicas moves to the other one and none of its calls fails."""
+    leaving = spawn(env={"LOSSD_SHUTDOWN_DELAY_S": "1.5"})
+    staying = spawn()
+    outcomes: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with GrpcClient(f"ipv4:{leaving.grpc_target},{staying.grpc_target}", timeout=10,
+                        options=[("grpc.service_config", HEALTH_CHECKED)]) as client:
+            while not stop.is_set():
+                try:
+                    answer = client.compute("mse", input=np.ones(3), target=np.zeros(3))
+                    outcomes.append((time.monotonic(), "OK" if answer.loss == 1.0 else "wrong"))
+                except LossdError as error:
+                    outcomes.append((time.monotonic(), error.code.name))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        while len(outcomes) < 200:  # the load runs over both replicas
+            time.sleep(0.01)
+        signalled = time.monotonic()
+        leaving.process.send_signal(signal.SIGTERM)
+        while _health(leaving.grpc_target) != health_pb2.HealthCheckResponse.NOT_SERVING:
+            time.sleep(0.01)
+        with GrpcClient(leaving.grpc_target, retries=0, timeout=5) as direct:
+            try:
+                direct.compute("mse", input=np.ones(3), target=np.zeros(3))
+                late = "OK"
+            except LossdError as error:
+                late = error.code.name
+        assert leaving.process.wait(30) == 0
+        closed = time.monotonic()
+        while sum(t > closed for t, _ in outcomes) < 100:  # and on, with one replica
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert late == "UNAVAILABLE"
+    assert closed - signalled >= 1.5
+    codes = {code for _, code in outcomes}
+    assert codes == {"OK"}, [o for o in outcomes if o[1] != "OK"][:5]
+    assert sum(signalled < t < closed for t, _ in outcomes) > 0  # served by the other one

@@ -97,7 +97,10 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        """Stop; calls still running get ``grace`` seconds before they are cancelled."""
+        """Stop listening and send every connection a GOAWAY; calls still running get
+        ``grace`` seconds before they are cancelled. Calls received but not yet handed to a
+        handler are cancelled at once (grpc/grpc#41785): stop only once clients stopped
+        sending here (see :func:`lossd.serve.serve`)."""
         await self.server.stop(grace)
 
 
