@@ -1,9 +1,9 @@
-"""The batching engine in-process: batches form under load, batched answers equal unbatched,
-incompatible requests never share a batch, an invalid request fails alone.
+"""The batching engine in-process: the calls of one turn of the event loop form one batch,
+batches form under load, batched answers equal unbatched, incompatible requests never share a
+batch, an invalid request fails alone.
 
-Small calls on an idle engine are computed inline (no queue); the tests of the batching
-machinery turn that off (``inline_compute_elements=0, inline_compute_us=0``) so every call goes
-through the queue."""
+Small batches are computed on the event loop; the tests of the compute threads turn that off
+(``inline_compute_elements=0, inline_compute_us=0``)."""
 
 from __future__ import annotations
 
@@ -137,23 +137,84 @@ def test_drain_finishes_accepted_and_refuses_new() -> None:
     assert finished and len(results) == 50
 
 
-def test_idle_engine_answers_small_calls_inline() -> None:
-    """Nothing in flight and little to do: computed at once, without the queue."""
+def test_calls_of_one_turn_form_one_batch_on_the_event_loop(monkeypatch) -> None:
+    """N calls submitted in one turn of the event loop are one batch of N, computed on the
+    loop (no timer, no thread), with the answers each call gets alone, bit for bit."""
     rng = np.random.default_rng(5)
+    calls = [_ce(rng, int(rng.integers(1, 9))) for _ in range(16)]
+    threads: list[str] = []
+    original = Engine._compute_groups
+
+    def recording(self: Engine, groups):
+        threads.append(threading.current_thread().name)
+        return original(self, groups)
+
+    monkeypatch.setattr(Engine, "_compute_groups", recording)
+
+    async def body(engine: Engine):
+        results = await asyncio.gather(*(engine.compute("cross_entropy", a, grad=True)
+                                         for a in calls))
+        return results, _batch_sizes(engine)
+
+    results, (batches, served) = asyncio.run(_with_engine(Settings(), body))
+    assert (batches, served) == (1, 16)
+    assert threads == [threading.main_thread().name]
+    for arrays, result in zip(calls, results):
+        alone = compute("cross_entropy", arrays, grad=True)
+        assert np.array_equal(result.loss, alone.loss)
+        assert np.array_equal(result.grads["input"], alone.grads["input"])
+
+
+def test_an_idle_engine_answers_a_lone_call_in_its_turn() -> None:
+    """No timer: a call on an idle engine is a batch of one, answered without waiting."""
+    rng = np.random.default_rng(6)
+
+    async def body(engine: Engine):
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 4)))
+        turns = 0
+        while not task.done():  # count the turns of the event loop until the answer
+            await asyncio.sleep(0)
+            turns += 1
+        timers = len(loop._scheduled)  # type: ignore[attr-defined]
+        return task.result(), turns, timers, _batch_sizes(engine)
+
+    result, turns, timers, sizes = asyncio.run(_with_engine(Settings(), body))
+    assert result.loss.shape == () and sizes == [1, 1]
+    assert turns <= 3 and timers == 0
+
+
+def test_max_batch_requests_1_turns_batching_off() -> None:
+    rng = np.random.default_rng(8)
+
+    async def body(engine: Engine):
+        await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 3)) for _ in range(8)))
+        return _batch_sizes(engine)
+
+    assert asyncio.run(_with_engine(Settings(max_batch_requests=1), body)) == [8, 8]
+
+
+def test_calls_wait_while_the_threads_compute_then_batch() -> None:
+    """While a batch computes on the thread, later calls queue (counted in lossd_queue_depth);
+    the batch's end dispatches them, as one batch."""
+    rng = np.random.default_rng(9)
+    big = _ce(rng, 4000)  # 44,000 elements: over the inline limit, so on the thread
 
     async def body(engine: Engine):
         sample = engine.metrics.registry.get_sample_value
-        result = await engine.compute("cross_entropy", _ce(rng, 4))
-        inline_wait = sample("lossd_queue_duration_seconds_sum")
-        big = _ce(rng, 4000)  # 44,000 elements: over the inline limit, so queued
-        await engine.compute("cross_entropy", big)
-        return (result, inline_wait, sample("lossd_queue_duration_seconds_sum"),
-                sample("lossd_batch_size_count", {"loss": "cross_entropy"}))
+        first = asyncio.create_task(engine.compute("cross_entropy", big))
+        while engine._computing == 0:  # the big call reached the thread
+            await asyncio.sleep(0)
+        later = [asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 3)))
+                 for _ in range(10)]
+        await asyncio.sleep(0)
+        depth = sample("lossd_queue_depth") if not first.done() else None
+        await asyncio.gather(first, *later)
+        return depth, _batch_sizes(engine)
 
-    result, inline_wait, total_wait, batches = asyncio.run(_with_engine(Settings(), body))
-    assert result.loss.shape == () and batches == 2
-    assert inline_wait == 0.0  # computed at once: it never waited in the queue
-    assert total_wait > 0.0  # the big one went through the queue and the worker
+    depth, sizes = asyncio.run(_with_engine(Settings(), body))
+    assert depth in (10.0, None)  # None: the thread finished before the look
+    assert sizes == [2, 11]
 
 
 def test_measured_cheap_losses_compute_on_the_loop(monkeypatch) -> None:

@@ -7,9 +7,16 @@ event loop -> split -> per-request reduction.
   unless a thread hop would cost more than the work: batches of at most
   ``inline_compute_elements`` input elements, or predicted to take at most
   ``inline_compute_us`` (from their loss's measured time per element), are computed inline.
-* Delay 0 by default: a free worker takes whatever is queued (batches grow with load, an idle
-  server adds no latency); ``max_batch_delay_us`` trades latency for batch size. Batches are
-  capped by request count and by input elements.
+* Delay 0 by default: requests that become ready in the same turn of the event loop form one
+  batch. Every request is queued; the first one of a turn schedules one dispatch with
+  ``call_soon``, which runs once the turn's other ready callbacks (the requests that one read
+  from the sockets decoded) have queued theirs, and takes them all. No timer: an idle server
+  answers at once, and under load batches grow with the load, since every request that arrives
+  while the event loop computes is decoded in one turn afterwards. While the compute threads are
+  busy requests wait in the queue, and the batch that finishes dispatches the next.
+  ``max_batch_delay_us`` trades latency for batch size (the dispatch waits that long).
+  Batches are capped by request count (``max_batch_requests=1`` turns batching off) and by
+  input elements.
 * The queue is bounded: a full queue rejects at once (``Unavailable``). A request whose deadline
   passes while queued, or whose caller went away, is dropped before compute.
 * :meth:`Engine.drain` refuses new work, finishes what was accepted, then stops the workers.
@@ -74,10 +81,11 @@ class Engine:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._queue: deque[_Pending] = deque()
-        self._wake = asyncio.Event()
         self._idle = asyncio.Event()
-        self._workers: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch_handle: asyncio.Handle | None = None  # the dispatch scheduled, if any
+        self._computing = 0  # batches on the compute threads
         self._in_flight = 0
         self._running = False
         self._draining = False
@@ -87,11 +95,10 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the compute threads and one batching worker per thread."""
+        """Start the compute threads."""
         self._pool = ThreadPoolExecutor(self.settings.compute_threads,
                                         thread_name_prefix="lossd-compute")
-        self._workers = [asyncio.create_task(self._work(), name=f"lossd-batcher-{i}")
-                         for i in range(self.settings.compute_threads)]
+        self._loop = asyncio.get_running_loop()
         self._running = True
         self._idle.set()
 
@@ -128,9 +135,8 @@ class Engine:
         except TimeoutError:
             finished = False
         self._running = False
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._dispatch_handle is not None:
+            self._dispatch_handle.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         return finished
@@ -173,36 +179,25 @@ class Engine:
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
                         sum(a.size for a in call.arrays.values()), stats=stats)
-        if self._in_flight == 0 and self._computes_inline([item]):
-            # nothing else in flight and little to do: answer now, adding no hand-off (an idle
-            # server adds no latency; under load requests queue and batch). Nothing awaits
-            # here, so no scrape or drain can see this request in flight.
-            self.metrics.queue_seconds.observe(0.0)
-            (_, outcome), = self._compute_groups([[item]])
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
+        self._queue.append(item)
+        self.metrics.queue_depth.set(len(self._queue))
+        self._schedule_dispatch(loop)
         self._in_flight += 1
         self._idle.clear()
         self.metrics.in_flight.inc()
+        # a timer, not wait_for(shield(...)): no extra tasks on the hot path
+        expiry = None if timeout is None else loop.call_later(timeout, self._expire, item,
+                                                              timeout)
         try:
-            self._queue.append(item)
-            self.metrics.queue_depth.set(len(self._queue))
-            self._wake.set()
-            # a timer, not wait_for(shield(...)): no extra tasks on the hot path
-            expiry = None if timeout is None else loop.call_later(timeout, self._expire, item,
-                                                                  timeout)
-            try:
-                return await item.future
-            finally:
-                if expiry is not None:
-                    expiry.cancel()
+            return await item.future
         except asyncio.CancelledError:
             if not item.dropped:  # an expired request's gRPC cancellation is not counted twice
                 self.metrics.rejections.labels("cancelled").inc()
             item.dropped = True
             raise
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._in_flight -= 1
             self.metrics.in_flight.dec()
             if self._in_flight == 0:
@@ -217,17 +212,29 @@ class Engine:
         item.future.set_exception(DeadlineExceeded(
             f"deadline of {timeout:.3g} s expired before the answer"))
 
-    # --- the worker -----------------------------------------------------------------------
+    # --- dispatch -------------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        delay = self.settings.max_batch_delay_us / 1e6
-        while True:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            if delay and len(self._queue) < self.settings.max_batch_requests:
-                await asyncio.sleep(delay)
+    def _schedule_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Dispatch once this turn's requests are queued (after ``max_batch_delay_us`` when it
+        is set, unless a full batch is already waiting)."""
+        handle = self._dispatch_handle
+        delay = self.settings.max_batch_delay_us
+        if handle is None:
+            self._dispatch_handle = (loop.call_later(delay / 1e6, self._dispatch) if delay
+                                     else loop.call_soon(self._dispatch))
+        elif delay and len(self._queue) >= self.settings.max_batch_requests:
+            handle.cancel()
+            self._dispatch_handle = loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Start batches while a compute thread is free: a small batch is computed right here
+        (a thread hop would cost more than the compute, and NumPy holds the GIL on small
+        arrays anyway), a bigger one on a compute thread, whose end dispatches again."""
+        if self._dispatch_handle is not None:
+            self._dispatch_handle.cancel()
+            self._dispatch_handle = None
+        while self._running and self._queue and (
+                self._computing < self.settings.compute_threads):
             taken = self._take()
             self.metrics.queue_depth.set(len(self._queue))
             if not taken:
@@ -237,18 +244,30 @@ class Engine:
             for item in taken:
                 self.metrics.queue_seconds.observe(started - item.enqueued)
             if self._computes_inline(taken):
-                # tiny work: a thread hop would cost more than the compute (and NumPy holds
-                # the GIL on small arrays anyway), so compute right here
-                outcomes = self._compute_groups(groups)
+                self._answer(self._compute_groups(groups))
             else:
-                outcomes = await loop.run_in_executor(self._pool, self._compute_groups, groups)
-            for item, outcome in outcomes:
-                if item.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
+                assert self._loop is not None
+                self._computing += 1
+                future = self._loop.run_in_executor(self._pool, self._compute_groups, groups)
+                future.add_done_callback(self._computed)
+
+    def _computed(self, future: asyncio.Future[list[tuple[_Pending, Result | BaseException]]]
+                  ) -> None:
+        """A compute thread finished a batch: answer it and start the next."""
+        self._computing -= 1
+        if not future.cancelled():
+            self._answer(future.result())
+        self._dispatch()
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[_Pending, Result | BaseException]]) -> None:
+        for item, outcome in outcomes:
+            if item.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
 
     def _take(self) -> list[_Pending]:
         """Pop up to the batch caps (at least one live request), skipping dropped ones."""
@@ -267,6 +286,8 @@ class Engine:
 
     def _group(self, items: list[_Pending]) -> list[list[_Pending]]:
         """Split taken requests into batches of one BatchKey (order kept within a batch)."""
+        if len(items) == 1:  # a batch of one needs no key (nor axes: see _compute_batch)
+            return [items]
         groups: dict[Hashable, list[_Pending]] = {}
         for item in items:
             axes = batch_axes(item.call)
