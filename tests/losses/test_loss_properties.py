@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lossd.errors import InvalidArgument, LossdError
@@ -42,14 +42,6 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
 def _valid(loss: str, seed: int) -> tuple[Case, ...]:
     return tuple(c for c in family(REGISTRY[loss].family).cases(seed)
                  if c.loss == loss and c.error is None)
-
-
-# Differences from torch that these properties found, left to the core (loss, case id): seed.
-# Each stays visible as a strict xfail below: fixing one turns it into a failure to clean up.
-KNOWN = {
-    ("complete_box_iou", "float64-float32"): 140,  # grad of the float32 boxes2: rel 1.4e-4
-    ("complete_box_iou", "float64-float16"): 172,  # grad of the float16 boxes2: one ulp off
-}
 
 
 def _case(loss: str, seed: int, pick: int) -> Case:
@@ -103,9 +95,7 @@ def test_random_valid_inputs_are_answered(loss: str, seed: int, pick: int) -> No
 @SETTINGS
 @given(seed=st.integers(100, 2**31 - 1), pick=st.integers(0, 2**16))
 def test_random_valid_inputs_equal_torch(loss: str, seed: int, pick: int) -> None:
-    case = _case(loss, seed, pick)
-    assume((case.loss, case.id) not in KNOWN)
-    _check_torch(case)
+    _check_torch(_case(loss, seed, pick))
 
 
 def _check_torch(case: Case) -> None:
@@ -116,14 +106,6 @@ def _check_torch(case: Case) -> None:
         expected_loss, expected_grads = run_torch(case)
         result = compute(case.loss, case.inputs, case.options, grad=bool(expected_grads))
     assert_result(case, result.loss, result.grads, expected_loss, expected_grads)
-
-
-@pytest.mark.torch
-@TORCH
-@pytest.mark.xfail(strict=True, reason="a known difference from torch (see KNOWN)")
-@pytest.mark.parametrize(("loss", "case_id"), sorted(KNOWN))
-def test_known_differences_from_torch(loss: str, case_id: str) -> None:
-    _check_torch(next(c for c in _valid(loss, KNOWN[loss, case_id]) if c.id == case_id))
 
 
 ODD_VALUES = st.sampled_from([None, "", "sum ", "mean", -1, 0, 1, 2, 1e308, -1e308, float("nan"),

@@ -25,7 +25,8 @@ FLOAT16, FLOAT32 = np.dtype(np.float16), np.dtype(np.float32)
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated call: arrays cast for compute, options complete (without ``reduction``).
+    """A validated call: arrays cast for compute (to the promoted dtype, or each kept in its own
+    where the spec ``keeps_dtypes``), options complete (without ``reduction``).
 
     ``out_dtype`` is torch's result dtype (float16 inputs are computed in float32 and the
     results cast back); ``dtypes`` and ``shapes`` are the tensors' as given, which their
@@ -151,7 +152,8 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
         if normalised is not None:
             given = normalised
     compute_dtype, out_dtype = _compute_dtype(spec, given)
-    cast = {key: array.astype(np.int64 if tensors[key].kind is Kind.INDEX else compute_dtype,
+    cast = {key: array.astype(np.int64 if tensors[key].kind is Kind.INDEX
+                              else array.dtype if spec.keeps_dtypes else compute_dtype,
                               copy=False)
             for key, array in given.items()}
     return Prepared(spec, cast, opts, reduction, out_dtype,

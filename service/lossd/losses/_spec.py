@@ -221,6 +221,10 @@ class LossSpec:
             "target has input's shape" where broadcasting would make concatenation wrong.
         weights_tensor: the differentiable tensor that *is* ``Terms.weights`` (mse's and l1's
             ``weight``): its gradient also gets the derivative of the mean's normaliser.
+        keeps_dtypes: the functions get each floating tensor in its own dtype (as ``check``
+            returns it), not cast to the promoted one, and promote operation by operation as
+            torch does: torchvision's box losses round boxes2's own widths, heights, centres and
+            aspect ratios in float32 beside float64 boxes1, and their gradients too.
     """
 
     name: str
@@ -234,6 +238,7 @@ class LossSpec:
     empty_mean: float = math.nan
     batchable: Callable[[dict[str, np.ndarray]], bool] | None = None
     weights_tensor: str | None = None
+    keeps_dtypes: bool = False
     summary: str = field(default="")
 
     def __post_init__(self) -> None:
