@@ -65,9 +65,9 @@ class Runs(Protocol):
         """A run (the same ``run_id`` and definition again: the same run)."""
         ...
 
-    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
+    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", generation: str = "",
                   **tensors: object) -> dict[str, Any]:
-        """Count one batch, once per ``batch_id``."""
+        """Count one batch, once per ``batch_id``, in ``generation`` of the run (when given)."""
         ...
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -142,6 +142,7 @@ else:
             self._rank = rank
             self._evaluation = 0  # resets so far: names this evaluation's run
             self._created = False  # this process has created (or joined) the current run
+            self._generation = ""  # of the current run: a re-created run refuses our batches
             self.add_state("batches", default=torch.tensor(0), dist_reduce_fx="sum")
             if run_id is None and _distributed():
                 # now, while every rank constructs it: a broadcast on first use could pair
@@ -180,7 +181,8 @@ else:
         def _ensure_run(self) -> str:
             run_id = self.run_id
             if not self._created:
-                self.client.create_run(self.spec.name, run_id=run_id, **self.options)
+                run = self.client.create_run(self.spec.name, run_id=run_id, **self.options)
+                self._generation = run.get("generation", "")
                 self._created = True
             return run_id
 
@@ -194,7 +196,7 @@ else:
             run_id = self._ensure_run()
             rank = self.rank
             self.client.add_batch(run_id, f"{rank}-{int(self.batches)}", worker=f"rank-{rank}",
-                                  **_wired(values))
+                                  generation=self._generation, **_wired(values))
             self.batches += 1
 
         def compute(self) -> Tensor:

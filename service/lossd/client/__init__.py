@@ -13,7 +13,8 @@
     losses() -> list[LossInfo]
     evaluate(loss, batches, *, grad=False, timeout=None, **options) -> Evaluation
     create_run(loss, *, expected_batches=None, run_id=None, **options) -> run (dict)
-    add_batch(run_id, batch_id, *, worker="", **tensors) -> {"counted", "batches"}
+    add_batch(run_id, batch_id, *, worker="", generation="", **tensors)
+                                                      -> {"counted", "batches"}
     run(run_id), finish_run(run_id) -> run (dict);  delete_run(run_id)
     list_runs(*, state=None, limit=None, page_token=None) -> {"runs", "next_page_token"}
 

@@ -182,11 +182,14 @@ def create_run(loss: str, expected_batches: int | None, run_id: str | None,
     return Request("runs", "POST", "/v1/runs", _run, _codec().dumps(body))
 
 
-def add_batch(run_id: str, batch_id: str, worker: str,
+def add_batch(run_id: str, batch_id: str, worker: str, generation: str,
               tensors: dict[str, Any]) -> Request[dict[str, Any]]:
-    """``PUT /v1/runs/{run_id}/batches/{batch_id}`` (counted once per batch id)."""
+    """``PUT /v1/runs/{run_id}/batches/{batch_id}`` (counted once per batch id, in
+    ``generation`` of the run only when given)."""
     body = {"inputs": {k: rest_tensor(v) for k, v in tensors_only(tensors).items()},
             "worker": worker}
+    if generation:
+        body["generation"] = generation
     return Request("runs", "PUT", f"/v1/runs/{_segment(run_id)}/batches/{_segment(batch_id)}",
                    dict, _codec().dumps(body))
 
@@ -316,11 +319,13 @@ class Client(_Base):
         """A new evaluation run (the same ``run_id`` again: the same run)."""
         return self.send(create_run(loss, expected_batches, run_id, options))
 
-    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
+    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", generation: str = "",
                   **tensors: object) -> dict[str, Any]:
         """Count one batch in a run, once: ``{"counted": False}`` when it was already counted
-        (so retrying on any failure is safe)."""
-        return self.send(add_batch(run_id, batch_id, worker, tensors))
+        (so retrying on any failure is safe). With ``generation`` (the run's, as created or
+        read) it counts only in that run: if the run was deleted and re-created since, it is
+        refused (:class:`NotFound`) instead of landing in the new run."""
+        return self.send(add_batch(run_id, batch_id, worker, generation, tensors))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The run and its ``aggregate`` over every batch counted so far."""
@@ -403,9 +408,9 @@ class AsyncClient(_Base):
         return await self.send(create_run(loss, expected_batches, run_id, options))
 
     async def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
-                        **tensors: object) -> dict[str, Any]:
+                        generation: str = "", **tensors: object) -> dict[str, Any]:
         """See :meth:`Client.add_batch`."""
-        return await self.send(add_batch(run_id, batch_id, worker, tensors))
+        return await self.send(add_batch(run_id, batch_id, worker, generation, tensors))
 
     async def run(self, run_id: str) -> dict[str, Any]:
         """See :meth:`Client.run`."""

@@ -130,7 +130,8 @@ def _option(value: pb.OptionValue) -> object:
 def _run_dict(run: rpb.Run) -> dict[str, Any]:
     """A ``Run`` message as the REST client gives a run (tensor options as arrays)."""
     a = run.aggregate
-    return {"run_id": run.run_id, "loss": run.loss, "state": run.state,
+    return {"run_id": run.run_id, "loss": run.loss, "generation": run.generation,
+            "state": run.state,
             "options": {k: _option(v) for k, v in run.options.items()},
             "expected_batches": run.expected_batches or None, "complete": run.complete,
             "signature": run.signature, "created": run.created, "updated": run.updated,
@@ -193,11 +194,12 @@ def create_run(loss: str, expected_batches: int | None, run_id: str | None,
     return Request("runs", "runs", "CreateRun", request, _run_dict)
 
 
-def add_batch(run_id: str, batch_id: str, worker: str,
+def add_batch(run_id: str, batch_id: str, worker: str, generation: str,
               tensors: dict[str, Any]) -> Request[dict[str, Any]]:
-    """``RunService.AddBatch`` (counted once per batch id)."""
+    """``RunService.AddBatch`` (counted once per batch id, in ``generation`` of the run only
+    when given)."""
     request = rpb.AddBatchRequest(
-        run_id=run_id, batch_id=batch_id, worker=worker,
+        run_id=run_id, batch_id=batch_id, worker=worker, generation=generation,
         inputs={k: grpc_tensor(v) for k, v in tensors_only(tensors).items()})
     return Request("runs", "runs", "AddBatch", request,
                    lambda r: {"counted": r.counted, "batches": r.batches})
@@ -291,10 +293,10 @@ class GrpcClient(_Base):
         """See :meth:`lossd.Client.create_run`."""
         return self.send(create_run(loss, expected_batches, run_id, options))
 
-    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
+    def add_batch(self, run_id: str, batch_id: str, *, worker: str = "", generation: str = "",
                   **tensors: object) -> dict[str, Any]:
         """See :meth:`lossd.Client.add_batch`."""
-        return self.send(add_batch(run_id, batch_id, worker, tensors))
+        return self.send(add_batch(run_id, batch_id, worker, generation, tensors))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """See :meth:`lossd.Client.run`."""
@@ -380,9 +382,9 @@ class AsyncGrpcClient(_Base):
         return await self.send(create_run(loss, expected_batches, run_id, options))
 
     async def add_batch(self, run_id: str, batch_id: str, *, worker: str = "",
-                        **tensors: object) -> dict[str, Any]:
+                        generation: str = "", **tensors: object) -> dict[str, Any]:
         """See :meth:`lossd.Client.add_batch`."""
-        return await self.send(add_batch(run_id, batch_id, worker, tensors))
+        return await self.send(add_batch(run_id, batch_id, worker, generation, tensors))
 
     async def run(self, run_id: str) -> dict[str, Any]:
         """See :meth:`lossd.Client.run`."""

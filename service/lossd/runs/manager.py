@@ -1,9 +1,11 @@
 """Evaluation runs: a dataset-level loss that many workers feed, each batch counted once.
 
 :class:`RunManager` is what both frontends call. ``create`` validates the loss and options and
-stores the definition; ``add`` validates a batch, computes it on the batching engine (like any
-request, with its sufficient statistics), and *then* records it in the store in one atomic
-step keyed by the client's batch id. So:
+stores the definition under a new *generation*; ``target`` reads which generation of the run a
+batch is for (the current one, or the one the client names) and that generation's definition,
+which the frontend decodes the batch against; ``add`` validates the batch, computes it on the
+batching engine (like any request, with its sufficient statistics), and *then* records it in
+the store in one atomic step keyed by the client's batch id and tied to that generation. So:
 
 * a retried batch id is counted once (the store answers ``counted: false``); a retry of a batch
   already recorded is answered from the store without being computed again (retries come when
@@ -11,7 +13,11 @@ step keyed by the client's batch id. So:
 * a crash before the commit leaves nothing behind (the client was not answered; its retry
   counts), a crash after it leaves the record (the retry finds it): never twice, never lost;
 * a batch whose loss, dtypes or per-sample shapes differ from the run's first batch is refused
-  and changes nothing.
+  and changes nothing;
+* a run deleted and re-created under the same id while a batch is in flight is another
+  generation: the batch, checked against the deleted run, is refused (``NotFound``) and never
+  lands in the new one; a client that names the generation it created (or read) gets the same
+  refusal for a retry sent after the re-creation, so a batch id counts in one generation only.
 
 ``get`` reads the records and adds them up (``Aggregate.of``: exact, order-independent);
 ``list_runs`` pages through the runs newest first (a page token is the place after the page's last
@@ -27,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -41,7 +48,7 @@ from prometheus_client import Counter as PromCounter
 
 from .. import codec
 from ..engine import Engine
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, shown
 from ..losses import Aggregate, Signature, check_options, get_spec, signature
 from ..settings import Settings
 from .store import (
@@ -51,6 +58,7 @@ from .store import (
     AddOutcome,
     BatchRecord,
     Cursor,
+    Look,
     RunSnapshot,
     RunStore,
     definition_json,
@@ -91,6 +99,7 @@ class RunView:
 
     run_id: str
     definition: Definition
+    generation: str  # drawn when the run was created: a re-created run has another
     state: str
     signature: str
     created: float
@@ -138,6 +147,19 @@ def decode_page_token(token: str) -> Cursor:
 
 
 @dataclass(frozen=True)
+class BatchTarget:
+    """Where a batch goes: one generation of a run, as :meth:`RunManager.target` read it (its
+    definition, to decode and validate the batch, and what the store held for the batch id)."""
+
+    run_id: str
+    batch_id: str
+    generation: str
+    definition: Definition
+    tensors: dict[str, np.ndarray]  # the definition's tensor options, decoded
+    seen: Look
+
+
+@dataclass(frozen=True)
 class BatchAnswer:
     """The answer to an added batch: whether this call counted it, and the run's count."""
 
@@ -169,6 +191,7 @@ def _answer(outcome: AddOutcome, run_id: str, batch_id: str, definition: Definit
     raise {
         Added.NOT_FOUND: NotFound(f"run {run_id!r} does not exist (deleted or expired)",
                                   field="run_id"),
+        Added.REPLACED: _replaced(run_id),
         Added.CONFLICT: FailedPrecondition(
             f"batch_id: batch {batch_id!r} was already counted with other data; a batch "
             f"id names one batch", field="batch_id"),
@@ -184,6 +207,13 @@ def _answer(outcome: AddOutcome, run_id: str, batch_id: str, definition: Definit
     }[outcome.added]
 
 
+def _replaced(run_id: str) -> NotFound:
+    """The refusal of a batch checked against a run that was deleted and re-created since."""
+    return NotFound(f"run {run_id!r} was deleted and re-created while this batch was in "
+                    f"flight: the batch was checked against the deleted run and is not counted "
+                    f"in the new one", field="run_id")
+
+
 def _view(snapshot: RunSnapshot) -> RunView:
     """A stored run as read: its definition and the aggregate over its batch records."""
     definition = Definition.from_json(snapshot.definition)
@@ -193,7 +223,8 @@ def _view(snapshot: RunSnapshot) -> RunView:
                              [b.stats for b in snapshot.batches],
                              dtype=sig.dtype if sig else "float32", empty_mean=spec.empty_mean)
     workers = Counter(b.worker for b in snapshot.batches)
-    return RunView(snapshot.run_id, definition, snapshot.state, sig.text if sig else "",
+    return RunView(snapshot.run_id, definition, snapshot.generation, snapshot.state,
+                   sig.text if sig else "",
                    snapshot.created, snapshot.updated, aggregate, dict(sorted(workers.items())))
 
 
@@ -233,7 +264,7 @@ class RunManager:
         self.metrics = RunMetrics(engine.metrics.registry)
         self.limits = codec.Limits.of(settings)
         self._opened: asyncio.Task[None] | None = None
-        self._definitions: dict[str, tuple[Definition, dict[str, np.ndarray]]] = {}
+        self._definitions: dict[str, tuple[str, Definition, dict[str, np.ndarray]]] = {}
 
     async def _ready(self) -> RunStore:
         if self._opened is None:
@@ -292,7 +323,7 @@ class RunManager:
         swept = await store.sweep(now)
         if swept:
             self.metrics.runs.labels("expired").inc(swept)
-        stored = await store.create(run_id, definition.to_json(), now)
+        stored, _ = await store.create(run_id, definition.to_json(), secrets.token_hex(8), now)
         if stored != definition.to_json():
             raise FailedPrecondition(f"run_id: run {run_id!r} exists with another definition",
                                      field="run_id")
@@ -301,15 +332,40 @@ class RunManager:
 
     # --- batches ----------------------------------------------------------------------------
 
-    async def definition(self, run_id: str) -> Definition:
-        """The run's definition (cached: it never changes)."""
-        return (await self._definition(run_id))[0]
+    async def target(self, run_id: str, batch_id: str, generation: str | None = None
+                     ) -> BatchTarget:
+        """The run generation a batch goes to: the current one, or ``generation`` (what the
+        client created or read; None or "": the current one), which must still be the run's."""
+        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_ID:
+            self.metrics.batches.labels("rejected").inc()
+            raise InvalidArgument(f"batch_id: expected a string of 1-{MAX_ID} characters; got "
+                                  f"{shown(batch_id)}", field="batch_id")
+        if generation is not None and not isinstance(generation, str):
+            self.metrics.batches.labels("rejected").inc()
+            raise InvalidArgument(f"generation: expected a string (the run's generation); got "
+                                  f"{shown(generation)}", field="generation")
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            raise NotFound(f"run {shown(run_id)} does not exist", field="run_id")
+        seen = await (await self._ready()).look(run_id, batch_id)
+        if seen.generation is None:
+            raise NotFound(f"run {run_id!r} does not exist (deleted or expired)",
+                           field="run_id")
+        if generation and generation != seen.generation:
+            raise NotFound(f"run {run_id!r} is generation {seen.generation!r}, not "
+                           f"{shown(generation)}: the run was deleted and re-created since; the "
+                           f"batch is not counted in the new run", field="generation")
+        definition, tensors = await self._definition(run_id, seen.generation)
+        return BatchTarget(run_id, batch_id, seen.generation, definition, tensors, seen)
 
-    async def _definition(self, run_id: str) -> tuple[Definition, dict[str, np.ndarray]]:
+    async def _definition(self, run_id: str, generation: str
+                          ) -> tuple[Definition, dict[str, np.ndarray]]:
+        """The definition of ``generation`` of the run (cached: it never changes)."""
         cached = self._definitions.get(run_id)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] == generation:
+            return cached[1:]
         snapshot = await self._load(run_id)
+        if snapshot.generation != generation:  # re-created since the caller's read
+            raise _replaced(run_id)
         definition = Definition.from_json(snapshot.definition)
         spec = get_spec(definition.loss)
         tensors = {name: codec.from_json(obj, f"options.{name}", spec.tensor_map[name],
@@ -317,38 +373,36 @@ class RunManager:
                    for name, obj in definition.tensors.items()}
         if len(self._definitions) > 10_000:
             self._definitions.clear()
-        self._definitions[run_id] = (definition, tensors)
+        self._definitions[run_id] = (generation, definition, tensors)
         return definition, tensors
 
-    async def add(self, run_id: str, batch_id: str, arrays: dict[str, np.ndarray], *,
+    async def add(self, target: BatchTarget, arrays: dict[str, np.ndarray], *,
                   worker: str = "", timeout: float | None = None) -> BatchAnswer:
-        """Compute one batch and count it once (see the module docstring)."""
+        """Compute one batch and count it once, in ``target``'s generation of the run only
+        (see the module docstring)."""
         try:
-            answer = await self._add(run_id, batch_id, arrays, worker, timeout)
+            answer = await self._add(target, arrays, worker, timeout)
         except (InvalidArgument, FailedPrecondition):
             self.metrics.batches.labels("rejected").inc()
             raise
         self.metrics.batches.labels("counted" if answer.counted else "duplicate").inc()
         return answer
 
-    async def _add(self, run_id: str, batch_id: str, arrays: dict[str, np.ndarray],
-                   worker: str, timeout: float | None) -> BatchAnswer:
-        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_ID:
-            raise InvalidArgument(f"batch_id: expected a string of 1-{MAX_ID} characters; got "
-                                  f"{batch_id!r}"[:200], field="batch_id")
+    async def _add(self, target: BatchTarget, arrays: dict[str, np.ndarray], worker: str,
+                   timeout: float | None) -> BatchAnswer:
         if not isinstance(worker, str) or len(worker) > MAX_ID:
             raise InvalidArgument(f"worker: expected a string of at most {MAX_ID} characters",
                                   field="worker")
-        definition, tensors = await self._definition(run_id)
-        fixed = sorted(set(arrays) & set(tensors))
+        run_id, batch_id, definition = target.run_id, target.batch_id, target.definition
+        fixed = sorted(set(arrays) & set(target.tensors))
         if fixed:
             raise InvalidArgument(f"inputs.{fixed[0]}: fixed by the run's options; a batch "
                                   f"sends only its per-sample tensors", field=f"inputs.{fixed[0]}")
-        call = self.engine.prepare(definition.loss, {**arrays, **tensors}, definition.options)
+        call = self.engine.prepare(definition.loss, {**arrays, **target.tensors},
+                                   definition.options)
         mine = signature(call)
         digest = batch_digest(arrays)
-        store = await self._ready()
-        seen = await store.look(run_id, batch_id)
+        seen = target.seen
         if seen.digest is not None:  # a retry (or a reused id): nothing to compute
             return _answer(AddOutcome(Added.DUPLICATE if seen.digest == digest
                                       else Added.CONFLICT, seen.batches),
@@ -359,7 +413,8 @@ class RunManager:
         result = await self.engine.submit(call, timeout=timeout, stats=True)
         assert result.stats is not None
         record = BatchRecord(batch_id, worker, digest, result.stats)
-        outcome = await store.add(run_id, record, mine, definition.expected_batches, time.time())
+        outcome = await (await self._ready()).add(run_id, target.generation, record, mine,
+                                                  definition.expected_batches, time.time())
         return _answer(outcome, run_id, batch_id, definition, mine)
 
     # --- read, finish, delete ---------------------------------------------------------------

@@ -1,13 +1,14 @@
 """The shared run store: Redis, for several lossd replicas serving the same runs.
 
 A run is two keys with one hash tag (so a Redis Cluster keeps them on one shard):
-``lossd:run:{ID}`` (hash: definition, state, signature, batch count, times) and
+``lossd:run:{ID}`` (hash: definition, generation, state, signature, batch count, times) and
 ``lossd:run:{ID}:batches`` (hash: batch id -> record). Every change of a run is one Lua
-script, which Redis runs atomically: adding checks the run's state, the batch id guard (``HGET``
-before ``HSET``), the signature and the expected count, and then writes the record and the
-counter together, so any number of writers in any number of processes count each batch id
-exactly once. Retention is a TTL on both keys, renewed by every write. Durability of
-acknowledged batches across a *Redis* restart is Redis's own (``appendonly yes``,
+script, which Redis runs atomically: adding checks the run's generation (the one the batch was
+validated against: a run deleted and re-created meanwhile is another), its state, the batch id
+guard (``HGET`` before ``HSET``), the signature and the expected count, and then writes the
+record and the counter together, so any number of writers in any number of processes count
+each batch id exactly once. Retention is a TTL on both keys, renewed by every write.
+Durability of acknowledged batches across a *Redis* restart is Redis's own (``appendonly yes``,
 ``appendfsync always`` for the strictest).
 
 One more key indexes the runs for listing: ``lossd:runs`` (sorted set: run id scored by its
@@ -47,18 +48,23 @@ from .store import (
 
 CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'definition', ARGV[1], 'state', ARGV[4], 'batches', 0,
-             'created', ARGV[2], 'updated', ARGV[2])
+  redis.call('HSET', KEYS[1], 'definition', ARGV[1], 'generation', ARGV[5], 'state', ARGV[4],
+             'batches', 0, 'created', ARGV[2], 'updated', ARGV[2])
   if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 end
-return redis.call('HGET', KEYS[1], 'definition')
+return {redis.call('HGET', KEYS[1], 'definition'),
+        redis.call('HGET', KEYS[1], 'generation') or ''}
 """
 
 # KEYS: run, batches. ARGV: batch id, record, digest, signature key, signature json,
-# expected batches, now, ttl ms, open state
+# expected batches, now, ttl ms, open state, generation. A run written before generations
+# existed has none: it is generation ''.
 ADD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found', 0, ''} end
 local batches = tonumber(redis.call('HGET', KEYS[1], 'batches'))
+if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[10] then
+  return {'replaced', batches, ''}
+end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
   if cjson.decode(existing)['d'] == ARGV[3] then return {'duplicate', batches, ''} end
@@ -154,22 +160,25 @@ class RedisStore:
             self._client = None
 
     @_reachable
-    async def create(self, run_id: str, definition: str, now: float) -> str:
+    async def create(self, run_id: str, definition: str, generation: str, now: float
+                     ) -> tuple[str, str]:
         """:meth:`RunStore.create`, as one Lua script, after the index entry (``NX``: a retry
         keeps the first creation time)."""
         await self._client.zadd(INDEX, {run_id: now}, nx=True)
-        stored: str = await self._create(keys=_keys(run_id)[:1],
-                                         args=[definition, repr(now), self.ttl_ms, OPEN])
-        return stored
+        stored, stored_generation = await self._create(
+            keys=_keys(run_id)[:1], args=[definition, repr(now), self.ttl_ms, OPEN, generation])
+        return stored, stored_generation
 
     @_reachable
-    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
-                  expected_batches: int, now: float) -> AddOutcome:
-        """:meth:`RunStore.add`: every check, the record and the counter in one Lua script."""
+    async def add(self, run_id: str, generation: str, record: BatchRecord,
+                  signature: Signature, expected_batches: int, now: float) -> AddOutcome:
+        """:meth:`RunStore.add`: the generation, every check, the record and the counter in
+        one Lua script."""
         added, batches, stored = await self._add(
             keys=_keys(run_id),
             args=[record.batch_id, record.encode(), record.digest, signature.key,
-                  encode_signature(signature), expected_batches, repr(now), self.ttl_ms, OPEN])
+                  encode_signature(signature), expected_batches, repr(now), self.ttl_ms, OPEN,
+                  generation])
         fixed = decode_signature(stored)
         return AddOutcome(Added(added), int(batches), fixed.text if fixed else "")
 
@@ -178,10 +187,12 @@ class RedisStore:
         """:meth:`RunStore.look`, in one MULTI/EXEC read."""
         run_key, batches_key = _keys(run_id)
         async with self._client.pipeline(transaction=True) as pipe:  # one consistent read
-            record, (batches, signature) = await pipe.hget(batches_key, batch_id).hmget(
-                run_key, ["batches", "signature"]).execute()
+            record, (state, generation, batches, signature) = await pipe.hget(
+                batches_key, batch_id).hmget(
+                run_key, ["state", "generation", "batches", "signature"]).execute()
         digest = None if record is None else BatchRecord.decode(batch_id, record).digest
-        return Look(digest, int(batches or 0), decode_signature(signature))
+        return Look(None if state is None else generation or "", digest, int(batches or 0),
+                    decode_signature(signature))
 
     @_reachable
     async def load(self, run_id: str) -> RunSnapshot | None:
@@ -191,7 +202,7 @@ class RedisStore:
             run, batches = await pipe.hgetall(run_key).hgetall(batches_key).execute()
         if not run:
             return None
-        return RunSnapshot(run_id, run["definition"], run["state"],
+        return RunSnapshot(run_id, run["definition"], run.get("generation", ""), run["state"],
                            decode_signature(run.get("signature")), float(run["created"]),
                            float(run["updated"]),
                            [BatchRecord.decode(b, r) for b, r in batches.items()])

@@ -1,7 +1,8 @@
 """The embedded run store: one SQLite file in a data directory, WAL mode, no setup.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction (the batch record and the run's counter
-together), committed with ``synchronous=FULL`` before the caller is answered: a batch that was
+together, written only if the run is still the generation the batch was validated against),
+committed with ``synchronous=FULL`` before the caller is answered: a batch that was
 acknowledged survives a SIGKILL (and a power cut), and one that was not committed is simply
 absent, so the client's retry counts it once. Several processes may share the file (``--workers``
 or replicas on one host): SQLite's locking serializes the writers (``busy_timeout``).
@@ -37,6 +38,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     definition TEXT NOT NULL,
+    generation TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,
     signature TEXT,
     batches INTEGER NOT NULL DEFAULT 0,
@@ -52,6 +54,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created DESC, id DESC);
 """
+UPGRADE = "ALTER TABLE runs ADD COLUMN generation TEXT NOT NULL DEFAULT ''"
+"""A file written before runs had generations: its runs are generation ''."""
 
 
 class SqliteStore:
@@ -83,6 +87,9 @@ class SqliteStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+                if "generation" not in columns:
+                    db.execute(UPGRADE)
             self._db = db
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
 
@@ -93,27 +100,32 @@ class SqliteStore:
             self._db = None
         self._thread.shutdown(wait=True)
 
-    async def create(self, run_id: str, definition: str, now: float) -> str:
+    async def create(self, run_id: str, definition: str, generation: str, now: float
+                     ) -> tuple[str, str]:
         """:meth:`RunStore.create`: ``INSERT OR IGNORE``, then read back, in one transaction."""
-        def create(db: sqlite3.Connection) -> str:
+        def create(db: sqlite3.Connection) -> tuple[str, str]:
             with _transaction(db):
-                db.execute("INSERT OR IGNORE INTO runs (id, definition, state, created, updated)"
-                           " VALUES (?, ?, ?, ?, ?)", (run_id, definition, OPEN, now, now))
-                stored: str = db.execute("SELECT definition FROM runs WHERE id = ?",
-                                         (run_id,)).fetchone()[0]
-                return stored
+                db.execute("INSERT OR IGNORE INTO runs (id, definition, generation, state, "
+                           "created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                           (run_id, definition, generation, OPEN, now, now))
+                stored, stored_generation = db.execute(
+                    "SELECT definition, generation FROM runs WHERE id = ?", (run_id,)).fetchone()
+                return stored, stored_generation
         return await self._call(create)
 
-    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
-                  expected_batches: int, now: float) -> AddOutcome:
-        """:meth:`RunStore.add`: every check, the record and the counter in one transaction."""
+    async def add(self, run_id: str, generation: str, record: BatchRecord,
+                  signature: Signature, expected_batches: int, now: float) -> AddOutcome:
+        """:meth:`RunStore.add`: every check, the record and the counter in one transaction
+        (the counter's update, too, only where the run is still ``generation``)."""
         def add(db: sqlite3.Connection) -> AddOutcome:
             with _transaction(db):
-                run = db.execute("SELECT state, signature, batches FROM runs WHERE id = ?",
-                                 (run_id,)).fetchone()
+                run = db.execute("SELECT generation, state, signature, batches FROM runs "
+                                 "WHERE id = ?", (run_id,)).fetchone()
                 if run is None:
                     return AddOutcome(Added.NOT_FOUND)
-                state, stored_signature, batches = run
+                stored_generation, state, stored_signature, batches = run
+                if stored_generation != generation:
+                    return AddOutcome(Added.REPLACED, batches)
                 existing = db.execute("SELECT record FROM batches WHERE run_id = ? AND "
                                       "batch_id = ?", (run_id, record.batch_id)).fetchone()
                 if existing is not None:
@@ -128,9 +140,11 @@ class SqliteStore:
                     return AddOutcome(Added.FULL, batches)
                 db.execute("INSERT INTO batches (run_id, batch_id, record) VALUES (?, ?, ?)",
                            (run_id, record.batch_id, record.encode()))
-                db.execute("UPDATE runs SET batches = batches + 1, updated = ?, "
-                           "signature = COALESCE(signature, ?) WHERE id = ?",
-                           (now, encode_signature(signature), run_id))
+                updated = db.execute("UPDATE runs SET batches = batches + 1, updated = ?, "
+                                     "signature = COALESCE(signature, ?) "
+                                     "WHERE id = ? AND generation = ?",
+                                     (now, encode_signature(signature), run_id, generation))
+                assert updated.rowcount == 1  # the write lock is held since the SELECT
                 return AddOutcome(Added.COUNTED, batches + 1)
         return await self._call(add)
 
@@ -138,13 +152,13 @@ class SqliteStore:
         """:meth:`RunStore.look`, in one read transaction."""
         def look(db: sqlite3.Connection) -> Look:
             with _transaction(db, "BEGIN"):  # one consistent read
-                run = db.execute("SELECT batches, signature FROM runs WHERE id = ?",
+                run = db.execute("SELECT generation, batches, signature FROM runs WHERE id = ?",
                                  (run_id,)).fetchone()
                 row = db.execute("SELECT record FROM batches WHERE run_id = ? AND batch_id = ?",
                                  (run_id, batch_id)).fetchone()
-            batches, signature = run if run is not None else (0, None)
+            generation, batches, signature = run if run is not None else (None, 0, None)
             digest = None if row is None else BatchRecord.decode(batch_id, row[0]).digest
-            return Look(digest, batches, decode_signature(signature))
+            return Look(generation, digest, batches, decode_signature(signature))
         return await self._call(look)
 
     async def load(self, run_id: str) -> RunSnapshot | None:
@@ -208,15 +222,15 @@ class SqliteStore:
 
 def _snapshot(db: sqlite3.Connection, run_id: str) -> RunSnapshot | None:
     """The run and its batch records (inside the caller's transaction)."""
-    run = db.execute("SELECT definition, state, signature, created, updated FROM runs "
-                     "WHERE id = ?", (run_id,)).fetchone()
+    run = db.execute("SELECT definition, generation, state, signature, created, updated "
+                     "FROM runs WHERE id = ?", (run_id,)).fetchone()
     if run is None:
         return None
     rows = db.execute("SELECT batch_id, record FROM batches WHERE run_id = ?",
                       (run_id,)).fetchall()
-    definition, state, signature, created, updated = run
-    return RunSnapshot(run_id, definition, state, decode_signature(signature), created,
-                       updated, [BatchRecord.decode(b, r) for b, r in rows])
+    definition, generation, state, signature, created, updated = run
+    return RunSnapshot(run_id, definition, generation, state, decode_signature(signature),
+                       created, updated, [BatchRecord.decode(b, r) for b, r in rows])
 
 
 class _transaction:

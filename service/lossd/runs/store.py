@@ -1,7 +1,11 @@
 """What a run store keeps, and the interface every store implements.
 
-A run is a definition (loss, options, expected batch count; immutable), a state (open or
-finished), the signature its first batch fixed, and one record per counted batch id. Stores keep
+A run is a definition (loss, options, expected batch count; immutable), a *generation* (a
+random token drawn when the run is created), a state (open or finished), the signature its first
+batch fixed, and one record per counted batch id. The generation tells runs that share an id
+apart: a run deleted and re-created under the same id is another generation, and a batch is
+written only into the generation it was validated against (``add`` checks it atomically with
+the rest), so a batch in flight across a re-creation never lands in the new run. Stores keep
 *per-batch* records, keyed by (run, batch id): adding is one atomic "insert unless present",
 which is what makes a retried batch count once, and a crash between commit and answer harmless
 (the retry finds the record). The aggregate is computed from the records when read
@@ -30,6 +34,7 @@ class Added(str, Enum):
     DUPLICATE = "duplicate"  # same batch id and same data: already counted, nothing changed
     CONFLICT = "conflict"  # same batch id, different data: refused
     NOT_FOUND = "not_found"
+    REPLACED = "replaced"  # the run was deleted and re-created: another generation
     FINISHED = "finished"  # the run takes no more batches
     MISMATCH = "mismatch"  # signature differs from the run's first batch
     FULL = "full"  # expected_batches already counted
@@ -89,6 +94,7 @@ def decode_signature(text: str | bytes | None) -> Signature | None:
 class Look:
     """A run as an add of one batch id finds it (see ``RunStore.look``)."""
 
+    generation: str | None  # the run's; None when there is no such run
     digest: str | None  # of the batch already counted under this id, if any
     batches: int  # batches counted so far
     signature: Signature | None  # the run's, from its first batch
@@ -113,6 +119,7 @@ class RunSnapshot:
 
     run_id: str
     definition: str
+    generation: str
     state: str
     signature: Signature | None
     created: float
@@ -129,14 +136,17 @@ class RunStore(Protocol):
     async def close(self) -> None:
         """Release the connection; the stored runs stay."""
 
-    async def create(self, run_id: str, definition: str, now: float) -> str:
-        """Create ``run_id`` unless it exists; returns the stored definition either way."""
+    async def create(self, run_id: str, definition: str, generation: str, now: float
+                     ) -> tuple[str, str]:
+        """Create ``run_id`` as ``generation`` unless it exists; returns the stored definition
+        and generation either way."""
 
-    async def add(self, run_id: str, record: BatchRecord, signature: Signature,
-                  expected_batches: int, now: float) -> AddOutcome:
+    async def add(self, run_id: str, generation: str, record: BatchRecord,
+                  signature: Signature, expected_batches: int, now: float) -> AddOutcome:
         """Insert ``record`` unless its batch id is present (then DUPLICATE or CONFLICT by
-        digest); refuses on a finished run, a signature other than the first batch's, or a run
-        with ``expected_batches`` (> 0) already counted."""
+        digest); refuses when the run is not ``generation`` (REPLACED) or absent (NOT_FOUND),
+        on a finished run, a signature other than the first batch's, or a run with
+        ``expected_batches`` (> 0) already counted."""
 
     async def look(self, run_id: str, batch_id: str) -> Look:
         """What an add of ``batch_id`` would meet (a cheap read before computing the batch;

@@ -7,8 +7,9 @@
     GET    /v1/runs?state=&limit=&page_token=&offset=
                                                  runs newest first -> {"runs", "next_page_token"}
     GET    /v1/runs/{run_id}                     the run and its aggregate so far
-    PUT    /v1/runs/{run_id}/batches/{batch_id}  {"inputs", "worker"?} -> {"counted", "batches"}
-                                                 (201 counted, 200 already counted: idempotent)
+    PUT    /v1/runs/{run_id}/batches/{batch_id}  {"inputs", "worker"?, "generation"?}
+                                                 -> {"counted", "batches"} (201 counted,
+                                                 200 already counted: idempotent)
     POST   /v1/runs/{run_id}/finish              no more batches -> the run
     DELETE /v1/runs/{run_id}                     -> {"deleted": run_id}
 
@@ -62,6 +63,8 @@ AGGREGATE_SCHEMA: dict[str, Any] = {
 RUN_SCHEMA: dict[str, Any] = {
     "type": "object", "properties": {
         "run_id": {"type": "string"}, "loss": {"type": "string"}, "options": {"type": "object"},
+        "generation": {"type": "string", "description": "drawn when the run was created: a "
+                       "run deleted and re-created under its id has another"},
         "state": {"type": "string", "enum": ["open", "finished"]},
         "expected_batches": {"type": ["integer", "null"]}, "complete": {"type": "boolean"},
         "signature": {"type": "string"}, "created": {"type": "number"},
@@ -84,7 +87,11 @@ CREATE_BODY: dict[str, Any] = {
 BATCH_BODY: dict[str, Any] = {
     "type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
         "inputs": schema.COMPUTE["properties"]["inputs"],
-        "worker": {"type": "string", "maxLength": 256, "description": "who sent it"}}}
+        "worker": {"type": "string", "maxLength": 256, "description": "who sent it"},
+        "generation": {"type": ["string", "null"],
+                       "description": "the run's generation this batch is for (from the run "
+                                      "as created or read); 404 if the run was deleted and "
+                                      "re-created since (default: the current one)"}}}
 
 
 def _body(body_schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +120,7 @@ def run_json(run: RunView) -> dict[str, Any]:
     """A run as JSON: its definition, state, signature, timestamps and current aggregate."""
     d = run.definition
     return {"run_id": run.run_id, "loss": d.loss, "options": {**d.options, **d.tensors},
+            "generation": run.generation,
             "state": run.state, "expected_batches": d.expected_batches or None,
             "complete": run.complete, "signature": run.signature, "created": run.created,
             "updated": run.updated, "aggregate": aggregate_json(run.aggregate),
@@ -234,11 +242,10 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
             unknown = sorted(set(body) - set(BATCH_BODY["properties"]))
             if unknown:
                 raise MalformedRequest(f"{unknown[0][:64]}: unknown field; expected inputs, "
-                                       f"worker", field=unknown[0][:64])
-            definition = await runs.definition(run_id)
-            call = decode_call(definition.loss, {"inputs": body.get("inputs")}, limits)
-            answer = await runs.add(run_id, batch_id, call.arrays,
-                                    worker=body.get("worker", ""),
+                                       f"worker, generation", field=unknown[0][:64])
+            target = await runs.target(run_id, batch_id, body.get("generation"))
+            call = decode_call(target.definition.loss, {"inputs": body.get("inputs")}, limits)
+            answer = await runs.add(target, call.arrays, worker=body.get("worker", ""),
                                     timeout=request_timeout(request))
             return json_response({"counted": answer.counted, "batches": answer.batches},
                                  201 if answer.counted else 200)

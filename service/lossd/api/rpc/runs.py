@@ -29,7 +29,7 @@ def run_message(run: RunView) -> rpb.Run:
         array = codec.from_json(stored, f"options.{name}", spec.tensor_map.get(name),
                                 STORED)[0]
         options[name] = pb.OptionValue(tensor=encode_tensor(array, raw=True))
-    return rpb.Run(run_id=run.run_id, loss=d.loss, state=run.state,
+    return rpb.Run(run_id=run.run_id, loss=d.loss, generation=run.generation, state=run.state,
                    expected_batches=d.expected_batches, complete=run.complete,
                    aggregate=encode_aggregate(run.aggregate), workers=run.workers,
                    signature=run.signature, created=run.created, updated=run.updated,
@@ -73,12 +73,12 @@ class RunService:
     async def AddBatch(self, data: bytes, context: Context, label: Label
                        ) -> rpb.AddBatchResponse:
         """Compute one batch of the run and count it once (a retried ``batch_id`` is not
-        counted again)."""
+        counted again), in the run's ``generation`` only (when given)."""
         request = parse(rpb.AddBatchRequest, data)
-        definition = await self.runs.definition(request.run_id)
-        call = self._tensors(definition.loss, request.inputs, "inputs")
-        answer = await self.runs.add(request.run_id, request.batch_id, call.arrays,
-                                     worker=request.worker, timeout=context.time_remaining())
+        target = await self.runs.target(request.run_id, request.batch_id, request.generation)
+        call = self._tensors(target.definition.loss, request.inputs, "inputs")
+        answer = await self.runs.add(target, call.arrays, worker=request.worker,
+                                     timeout=context.time_remaining())
         return rpb.AddBatchResponse(counted=answer.counted, batches=answer.batches)
 
     @guarded(PROTOCOL, "runs")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lossd._proto.lossd.v1 import lossd_pb2 as lossd_dot_v1_dot_lossd__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lossd/v1/runs.proto\x12\x08lossd.v1\x1a\x14lossd/v1/lossd.proto\"\xcb\x01\n\x10\x43reateRunRequest\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x38\n\x07options\x18\x02 \x03(\x0b\x32\'.lossd.v1.CreateRunRequest.OptionsEntry\x12\x18\n\x10\x65xpected_batches\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xbb\x01\n\x0f\x41\x64\x64\x42\x61tchRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06worker\x18\x03 \x01(\t\x12\x35\n\x06inputs\x18\x04 \x03(\x0b\x32%.lossd.v1.AddBatchRequest.InputsEntry\x1a?\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\"4\n\x10\x41\x64\x64\x42\x61tchResponse\x12\x0f\n\x07\x63ounted\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x03\"\x8c\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04loss\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_batches\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12&\n\taggregate\x18\x06 \x01(\x0b\x32\x13.lossd.v1.Aggregate\x12+\n\x07workers\x18\x07 \x03(\x0b\x32\x1a.lossd.v1.Run.WorkersEntry\x12\x11\n\tsignature\x18\x08 \x01(\t\x12\x0f\n\x07\x63reated\x18\t \x01(\x01\x12\x0f\n\x07updated\x18\n \x01(\x01\x12+\n\x07options\x18\x0b \x03(\x0b\x32\x1a.lossd.v1.Run.OptionsEntry\x1a.\n\x0cWorkersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\x13\n\x11\x44\x65leteRunResponse\"S\n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05state\x18\x04 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.lossd.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x02\n\nRunService\x12\x36\n\tCreateRun\x12\x1a.lossd.v1.CreateRunRequest\x1a\r.lossd.v1.Run\x12\x41\n\x08\x41\x64\x64\x42\x61tch\x12\x19.lossd.v1.AddBatchRequest\x1a\x1a.lossd.v1.AddBatchResponse\x12)\n\x06GetRun\x12\x10.lossd.v1.RunRef\x1a\r.lossd.v1.Run\x12,\n\tFinishRun\x12\x10.lossd.v1.RunRef\x1a\r.lossd.v1.Run\x12:\n\tDeleteRun\x12\x10.lossd.v1.RunRef\x1a\x1b.lossd.v1.DeleteRunResponse\x12\x41\n\x08ListRuns\x12\x19.lossd.v1.ListRunsRequest\x1a\x1a.lossd.v1.ListRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lossd/v1/runs.proto\x12\x08lossd.v1\x1a\x14lossd/v1/lossd.proto\"\xcb\x01\n\x10\x43reateRunRequest\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x38\n\x07options\x18\x02 \x03(\x0b\x32\'.lossd.v1.CreateRunRequest.OptionsEntry\x12\x18\n\x10\x65xpected_batches\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xcf\x01\n\x0f\x41\x64\x64\x42\x61tchRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06worker\x18\x03 \x01(\t\x12\x35\n\x06inputs\x18\x04 \x03(\x0b\x32%.lossd.v1.AddBatchRequest.InputsEntry\x12\x12\n\ngeneration\x18\x05 \x01(\t\x1a?\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\"4\n\x10\x41\x64\x64\x42\x61tchResponse\x12\x0f\n\x07\x63ounted\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x03\"\xa0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04loss\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_batches\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12&\n\taggregate\x18\x06 \x01(\x0b\x32\x13.lossd.v1.Aggregate\x12+\n\x07workers\x18\x07 \x03(\x0b\x32\x1a.lossd.v1.Run.WorkersEntry\x12\x11\n\tsignature\x18\x08 \x01(\t\x12\x0f\n\x07\x63reated\x18\t \x01(\x01\x12\x0f\n\x07updated\x18\n \x01(\x01\x12+\n\x07options\x18\x0b \x03(\x0b\x32\x1a.lossd.v1.Run.OptionsEntry\x12\x12\n\ngeneration\x18\x0c \x01(\t\x1a.\n\x0cWorkersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\x13\n\x11\x44\x65leteRunResponse\"S\n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05state\x18\x04 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.lossd.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x02\n\nRunService\x12\x36\n\tCreateRun\x12\x1a.lossd.v1.CreateRunRequest\x1a\r.lossd.v1.Run\x12\x41\n\x08\x41\x64\x64\x42\x61tch\x12\x19.lossd.v1.AddBatchRequest\x1a\x1a.lossd.v1.AddBatchResponse\x12)\n\x06GetRun\x12\x10.lossd.v1.RunRef\x1a\r.lossd.v1.Run\x12,\n\tFinishRun\x12\x10.lossd.v1.RunRef\x1a\r.lossd.v1.Run\x12:\n\tDeleteRun\x12\x10.lossd.v1.RunRef\x1a\x1b.lossd.v1.DeleteRunResponse\x12\x41\n\x08ListRuns\x12\x19.lossd.v1.ListRunsRequest\x1a\x1a.lossd.v1.ListRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,23 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNREF']._serialized_start=261
   _globals['_RUNREF']._serialized_end=285
   _globals['_ADDBATCHREQUEST']._serialized_start=288
-  _globals['_ADDBATCHREQUEST']._serialized_end=475
-  _globals['_ADDBATCHREQUEST_INPUTSENTRY']._serialized_start=412
-  _globals['_ADDBATCHREQUEST_INPUTSENTRY']._serialized_end=475
-  _globals['_ADDBATCHRESPONSE']._serialized_start=477
-  _globals['_ADDBATCHRESPONSE']._serialized_end=529
-  _globals['_RUN']._serialized_start=532
-  _globals['_RUN']._serialized_end=928
-  _globals['_RUN_WORKERSENTRY']._serialized_start=811
-  _globals['_RUN_WORKERSENTRY']._serialized_end=857
+  _globals['_ADDBATCHREQUEST']._serialized_end=495
+  _globals['_ADDBATCHREQUEST_INPUTSENTRY']._serialized_start=432
+  _globals['_ADDBATCHREQUEST_INPUTSENTRY']._serialized_end=495
+  _globals['_ADDBATCHRESPONSE']._serialized_start=497
+  _globals['_ADDBATCHRESPONSE']._serialized_end=549
+  _globals['_RUN']._serialized_start=552
+  _globals['_RUN']._serialized_end=968
+  _globals['_RUN_WORKERSENTRY']._serialized_start=851
+  _globals['_RUN_WORKERSENTRY']._serialized_end=897
   _globals['_RUN_OPTIONSENTRY']._serialized_start=190
   _globals['_RUN_OPTIONSENTRY']._serialized_end=259
-  _globals['_DELETERUNRESPONSE']._serialized_start=930
-  _globals['_DELETERUNRESPONSE']._serialized_end=949
-  _globals['_LISTRUNSREQUEST']._serialized_start=951
-  _globals['_LISTRUNSREQUEST']._serialized_end=1034
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1036
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1108
-  _globals['_RUNSERVICE']._serialized_start=1111
-  _globals['_RUNSERVICE']._serialized_end=1462
+  _globals['_DELETERUNRESPONSE']._serialized_start=970
+  _globals['_DELETERUNRESPONSE']._serialized_end=989
+  _globals['_LISTRUNSREQUEST']._serialized_start=991
+  _globals['_LISTRUNSREQUEST']._serialized_end=1074
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1076
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1148
+  _globals['_RUNSERVICE']._serialized_start=1151
+  _globals['_RUNSERVICE']._serialized_end=1502
 # @@protoc_insertion_point(module_scope)

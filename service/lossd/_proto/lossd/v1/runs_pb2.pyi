@@ -33,7 +33,7 @@ class RunRef(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class AddBatchRequest(_message.Message):
-    __slots__ = ("run_id", "batch_id", "worker", "inputs")
+    __slots__ = ("run_id", "batch_id", "worker", "inputs", "generation")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,11 +45,13 @@ class AddBatchRequest(_message.Message):
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     batch_id: str
     worker: str
     inputs: _containers.MessageMap[str, _lossd_pb2.Tensor]
-    def __init__(self, run_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., worker: _Optional[str] = ..., inputs: _Optional[_Mapping[str, _lossd_pb2.Tensor]] = ...) -> None: ...
+    generation: str
+    def __init__(self, run_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., worker: _Optional[str] = ..., inputs: _Optional[_Mapping[str, _lossd_pb2.Tensor]] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class AddBatchResponse(_message.Message):
     __slots__ = ("counted", "batches")
@@ -60,7 +62,7 @@ class AddBatchResponse(_message.Message):
     def __init__(self, counted: bool = ..., batches: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "loss", "state", "expected_batches", "complete", "aggregate", "workers", "signature", "created", "updated", "options")
+    __slots__ = ("run_id", "loss", "state", "expected_batches", "complete", "aggregate", "workers", "signature", "created", "updated", "options", "generation")
     class WorkersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +88,7 @@ class Run(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     loss: str
     state: str
@@ -97,7 +100,8 @@ class Run(_message.Message):
     created: float
     updated: float
     options: _containers.MessageMap[str, _lossd_pb2.OptionValue]
-    def __init__(self, run_id: _Optional[str] = ..., loss: _Optional[str] = ..., state: _Optional[str] = ..., expected_batches: _Optional[int] = ..., complete: bool = ..., aggregate: _Optional[_Union[_lossd_pb2.Aggregate, _Mapping]] = ..., workers: _Optional[_Mapping[str, int]] = ..., signature: _Optional[str] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ..., options: _Optional[_Mapping[str, _lossd_pb2.OptionValue]] = ...) -> None: ...
+    generation: str
+    def __init__(self, run_id: _Optional[str] = ..., loss: _Optional[str] = ..., state: _Optional[str] = ..., expected_batches: _Optional[int] = ..., complete: bool = ..., aggregate: _Optional[_Union[_lossd_pb2.Aggregate, _Mapping]] = ..., workers: _Optional[_Mapping[str, int]] = ..., signature: _Optional[str] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ..., options: _Optional[_Mapping[str, _lossd_pb2.OptionValue]] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class DeleteRunResponse(_message.Message):
     __slots__ = ()
