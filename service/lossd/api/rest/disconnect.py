@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
+WATCH_AFTER = 0.002
+"""Seconds a request waits for its answer before lossd watches for its client leaving."""
 
 
 class QuietDisconnect:
@@ -44,8 +46,9 @@ async def run_watching_client(request: Request, work: Awaitable[T]) -> T:
     """Await ``work`` in this task; if the HTTP client disconnects first, cancel it (dropping
     queued work) and raise ``CancelledError("client disconnected")``.
 
-    The watcher task starts only once the work has waited a loop iteration: an idle server
-    computes small calls inline, without ever suspending, and then no task is made at all.
+    The watcher task starts only once the work has waited :data:`WATCH_AFTER` seconds: a small
+    call is answered a turn or two of the event loop after it was queued, and then no task is
+    made at all.
     """
     owner = asyncio.current_task()
     assert owner is not None
@@ -64,7 +67,7 @@ async def run_watching_client(request: Request, work: Awaitable[T]) -> T:
     def start_watching() -> None:
         state["watcher"] = loop.create_task(watch())
 
-    starting = loop.call_soon(start_watching)
+    starting = loop.call_later(WATCH_AFTER, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
