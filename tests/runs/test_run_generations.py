@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -26,6 +27,7 @@ from typing import Any, AsyncIterator
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from lossd.client import Client, GrpcClient
 from lossd.engine import Engine
@@ -179,6 +181,41 @@ def test_a_retry_for_the_deleted_run_is_not_counted_in_the_new_one(settings: Set
                 await add(writers, run_id, "b0", batch(0), generation=7)  # type: ignore[arg-type]
             answer = await add(writers, run_id, "b0", batch(0), generation=second)
             assert answer.counted and answer.batches == 1  # the new run's own batch b0
+    run(body)
+
+
+OLD_SQLITE_RUNS = """CREATE TABLE runs (id TEXT PRIMARY KEY, definition TEXT NOT NULL,
+    state TEXT NOT NULL, signature TEXT, batches INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL, updated REAL NOT NULL)"""
+"""The runs table as lossd wrote it before runs had generations."""
+
+
+def test_runs_stored_before_generations_are_generation_empty(settings: Settings) -> None:
+    run_id = fresh_run_id("older")
+    definition = ('{"expected_batches":0,"loss":"cross_entropy",'
+                  '"options":{"reduction":"mean"},"tensors":{}}')
+    if settings.runs_store == "sqlite":
+        with closing(sqlite3.connect(Path(settings.runs_dir) / "runs.sqlite3")) as db, db:
+            db.execute(OLD_SQLITE_RUNS)
+            db.execute("INSERT INTO runs (id, definition, state, created, updated) "
+                       "VALUES (?, ?, 'open', 1.0, 1.0)", (run_id, definition))
+    else:
+        with redis.Redis.from_url(settings.redis_url) as client:
+            client.hset(f"lossd:run:{{{run_id}}}", mapping={
+                "definition": definition, "state": "open", "batches": 0, "created": 1.0,
+                "updated": 1.0})
+
+    async def body() -> None:
+        async with replicas(settings) as (writers, _, other):
+            assert (await other.get(run_id)).generation == ""
+            assert (await add(writers, run_id, "b0", batch(0))).counted
+            with pytest.raises(NotFound, match="re-created since"):
+                await add(writers, run_id, "b1", batch(1), generation="0123456789abcdef")
+            view = await other.get(run_id)
+            assert view.aggregate.batches == 1
+            assert float(view.aggregate.value) == pytest.approx(
+                reference([0], DEFINITIONS[0]), rel=1e-12)
+            await other.delete(run_id)
     run(body)
 
 
