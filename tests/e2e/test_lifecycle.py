@@ -59,18 +59,38 @@ def test_metrics_move(server) -> None:
     before = httpx.get(f"{server.url}/metrics").text
     assert httpx.post(f"{server.url}/v1/losses/mse", json=SMALL_MSE).status_code == 200
     assert httpx.post(f"{server.url}/v1/losses/mse", json={"inputs": {}}).status_code == 400
+    v2 = {"inputs": [{"name": name, "datatype": "FP64", "shape": [2], "data": [1.0, 2.0]}
+                     for name in ("input", "target")]}
+    assert httpx.post(f"{server.url}/v2/models/l1/infer", json=v2).status_code == 200
     after = httpx.get(f"{server.url}/metrics").text
     for name, labels in [("lossd_requests_total", {"loss": "mse", "protocol": "rest",
                                                    "code": "OK"}),
                          ("lossd_requests_total", {"code": "INVALID_ARGUMENT"}),
-                         ("lossd_request_duration_seconds_count", {"protocol": "rest"}),
-                         ("lossd_queue_duration_seconds_count", {}),
+                         ("lossd_request_duration_seconds_count", {"loss": "mse",
+                                                                   "protocol": "rest"}),
+                         ("lossd_request_duration_seconds_count", {"loss": "l1",
+                                                                   "protocol": "v2-rest"}),
+                         ("lossd_queue_duration_seconds_count", {"loss": "mse",
+                                                                 "protocol": "rest"}),
+                         ("lossd_queue_duration_seconds_count", {"loss": "l1",
+                                                                 "protocol": "v2-rest"}),
                          ("lossd_compute_duration_seconds_count", {}),
                          ("lossd_batch_size_count", {})]:
         assert _metric(after, name, **labels) > _metric(before, name, **labels), name
     for family in ("lossd_queue_depth", "lossd_in_flight", "lossd_rejections_total",
                    "lossd_request_duration_seconds_bucket{le=\"0.0001\""):
         assert family in after, family
+
+
+async def _gauge_reaches(client: httpx.AsyncClient, name: str, value: float) -> None:
+    """Wait (polling /metrics) until the gauge ``name`` is at least ``value``."""
+    for _ in range(1000):
+        text = (await client.get("/metrics")).text
+        if any(line.startswith(name + " ") and float(line.rsplit(" ", 1)[1]) >= value
+               for line in text.splitlines()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{name} never reached {value}")
 
 
 def test_sigterm_drains_under_load(spawn) -> None:
@@ -83,15 +103,18 @@ def test_sigterm_drains_under_load(spawn) -> None:
             await grpc_client.compute("mse", input=np.ones(3), target=np.zeros(3))  # connect
             await client.get("/livez")
             slow = asyncio.create_task(client.post("/v1/losses/ctc", json=slow_ctc_body()))
-            await asyncio.sleep(0.1)
+            await _gauge_reaches(client, "lossd_in_flight", 1)
             queued = [asyncio.create_task(client.post("/v1/losses/mse", json=SMALL_MSE))
                       for _ in range(20)]
             queued_grpc = [asyncio.create_task(grpc_client.compute(
                 "mse", input=np.ones(3), target=np.zeros(3))) for _ in range(20)]
-            await asyncio.sleep(0.3)  # all 40 are queued behind the slow one now
+            await _gauge_reaches(client, "lossd_queue_depth", 40)  # behind the slow one
             s.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.1)
-            ready = await client.get("/readyz")
+            for _ in range(500):  # until the signal is handled
+                ready = await client.get("/readyz")
+                if ready.status_code != 200:
+                    break
+                await asyncio.sleep(0.01)
             health = _health(s.grpc_target)
             late = await client.post("/v1/losses/mse", json=SMALL_MSE)
             try:

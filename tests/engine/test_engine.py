@@ -17,6 +17,7 @@ from lossd.engine import Engine
 from lossd.engine.batcher import _Pending
 from lossd.errors import InvalidArgument
 from lossd.losses import compute
+from lossd.metrics import PROTOCOL
 from lossd.settings import Settings
 from tests.reference.compare import assert_close
 
@@ -215,6 +216,37 @@ def test_calls_wait_while_the_threads_compute_then_batch() -> None:
     depth, sizes = asyncio.run(_with_engine(Settings(), body))
     assert depth in (10.0, None)  # None: the thread finished before the look
     assert sizes == [2, 11]
+
+
+def test_latencies_by_loss_and_protocol() -> None:
+    """Queue time is labelled with the call's loss and the protocol its frontend's guard set
+    (metrics.PROTOCOL; "in-process" for a call made in the process itself); request time
+    with the loss (or "unknown") and the protocol."""
+    rng = np.random.default_rng(10)
+
+    async def body(engine: Engine):
+        await engine.compute("cross_entropy", _ce(rng, 3))
+
+        async def over_grpc():
+            PROTOCOL.set("grpc")  # as the gRPC guard does, in the RPC's own task
+            await asyncio.gather(*(engine.compute("cross_entropy", _ce(rng, 3))
+                                   for _ in range(3)))
+        await asyncio.create_task(over_grpc())
+        engine.metrics.answered("cross_entropy", "v2-rest", "OK", 1e-4)
+        engine.metrics.answered("no_such_loss", "v2-rest", "NOT_FOUND", 1e-4)
+        sample = engine.metrics.registry.get_sample_value
+        queued = {protocol: sample("lossd_queue_duration_seconds_count",
+                                   {"loss": "cross_entropy", "protocol": protocol})
+                  for protocol in ("in-process", "grpc", "rest")}
+        answered = {loss: sample("lossd_request_duration_seconds_count",
+                                 {"loss": loss, "protocol": "v2-rest"})
+                    for loss in ("cross_entropy", "unknown")}
+        return queued, answered, _batch_sizes(engine)
+
+    queued, answered, sizes = asyncio.run(_with_engine(Settings(), body))
+    assert queued == {"in-process": 1.0, "grpc": 3.0, "rest": None}
+    assert answered == {"cross_entropy": 1.0, "unknown": 1.0}
+    assert sizes == [2, 4]  # the three calls of one turn were one batch
 
 
 def test_measured_cheap_losses_compute_on_the_loop(monkeypatch) -> None:

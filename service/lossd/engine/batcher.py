@@ -54,7 +54,7 @@ from ..losses import (
     split_grads,
     split_terms,
 )
-from ..metrics import Metrics
+from ..metrics import IN_PROCESS, PROTOCOL, Metrics
 from ..settings import Settings
 
 log = logging.getLogger("lossd.engine")
@@ -72,6 +72,7 @@ class _Pending:
     key: Hashable = field(default=None)
     axes: dict[str, int] | None = None
     stats: bool = False  # also return the call's sufficient statistics (Result.stats)
+    protocol: str = IN_PROCESS  # the frontend's (metrics.PROTOCOL), for the metrics
 
 
 class Engine:
@@ -178,7 +179,8 @@ class Engine:
                               f"retry later")
         loop = asyncio.get_running_loop()
         item = _Pending(call, grad, loop.create_future(), time.perf_counter(),
-                        sum(a.size for a in call.arrays.values()), stats=stats)
+                        sum(a.size for a in call.arrays.values()), stats=stats,
+                        protocol=PROTOCOL.get())
         self._queue.append(item)
         self.metrics.queue_depth.set(len(self._queue))
         self._schedule_dispatch(loop)
@@ -242,7 +244,7 @@ class Engine:
             groups = self._group(taken)
             started = time.perf_counter()
             for item in taken:
-                self.metrics.queue_seconds.observe(started - item.enqueued)
+                self.metrics.queued(item.call.spec.name, item.protocol, started - item.enqueued)
             if self._computes_inline(taken):
                 self._answer(self._compute_groups(groups))
             else:
@@ -344,7 +346,7 @@ class Engine:
             seconds = time.perf_counter() - started
             self.metrics.compute_seconds.observe(seconds)
             self._learn(group, seconds)
-            self.metrics.batch_size.labels(group[0].call.spec.name).observe(len(group))
+            self.metrics.batched(group[0].call.spec.name, len(group))
             outcomes.extend(zip(group, results))
         return outcomes
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ErrorCode, InternalError, LossdError, MalformedRequest
-from ...metrics import Metrics
+from ...metrics import PROTOCOL, Metrics
 
 log = logging.getLogger("lossd.rest")
 JSON = "application/json"
@@ -101,6 +101,7 @@ class Guard:
         rid = request_id(request)
         headers = {"X-Request-Id": rid}
         code = ErrorCode.INTERNAL.value
+        protocol = PROTOCOL.set(self.protocol)  # labels the engine's metrics of this request
         try:
             response = await handler()
             response.headers.update(headers)
@@ -118,4 +119,5 @@ class Guard:
             log.exception("request %s %s failed", rid, label[:64])
             return self.render(InternalError(), headers)
         finally:
+            PROTOCOL.reset(protocol)
             self.metrics.answered(label, self.protocol, code, time.perf_counter() - started)

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Protocol, TypeAlias, TypeVar
 import grpc
 
 from ...errors import ErrorCode, InternalError, LossdError
-from ...metrics import Metrics
+from ...metrics import PROTOCOL, Metrics
 
 log = logging.getLogger("lossd.grpc")
 MAX_FIELD = 200
@@ -79,6 +79,8 @@ def guarded(protocol: str | None, label: str = "unknown"
     def wrap(handler: Unary[S, R]) -> Callable[[S, bytes, Context], Awaitable[R]]:
         async def rpc(self: S, data: bytes, context: Context) -> R:
             started, code, counted = time.perf_counter(), ErrorCode.INTERNAL.value, Label(label)
+            if protocol is not None:  # labels the engine's metrics of this call
+                PROTOCOL.set(protocol)  # (each RPC runs in a task, with a context, of its own)
             try:
                 response = await handler(self, data, context, counted)
                 code = "OK"
@@ -102,22 +104,28 @@ def guarded(protocol: str | None, label: str = "unknown"
     return wrap
 
 
-def stream_guarded(handler: Callable[[S, AsyncIterator[bytes], Context], AsyncIterator[R]]
-                   ) -> Callable[[S, AsyncIterator[bytes], Context], AsyncIterator[R]]:
-    """Decorate a stream handler: a bug anywhere in it ends the stream with INTERNAL."""
-    async def rpc(self: S, requests: AsyncIterator[bytes], context: Context
-                  ) -> AsyncIterator[R]:
-        try:
-            async for response in handler(self, requests, context):
-                yield response
-        except LossdError as error:
-            await abort(context, error)
-        except Exception:
-            log.exception("%s failed", handler.__name__)
-            await abort(context, InternalError())
-    rpc.__name__ = handler.__name__
-    rpc.__doc__ = handler.__doc__
-    return rpc
+StreamHandler = Callable[[S, AsyncIterator[bytes], Context], AsyncIterator[R]]
+
+
+def stream_guarded(protocol: str) -> Callable[[StreamHandler[S, R]], StreamHandler[S, R]]:
+    """Decorate a stream handler: a bug anywhere in it ends the stream with INTERNAL;
+    ``protocol`` labels the engine's metrics of its messages."""
+    def wrap(handler: StreamHandler[S, R]) -> StreamHandler[S, R]:
+        async def rpc(self: S, requests: AsyncIterator[bytes], context: Context
+                      ) -> AsyncIterator[R]:
+            PROTOCOL.set(protocol)
+            try:
+                async for response in handler(self, requests, context):
+                    yield response
+            except LossdError as error:
+                await abort(context, error)
+            except Exception:
+                log.exception("%s failed", handler.__name__)
+                await abort(context, InternalError())
+        rpc.__name__ = handler.__name__
+        rpc.__doc__ = handler.__doc__
+        return rpc
+    return wrap
 
 
 def answered(metrics: Metrics, label: str, protocol: str, error: LossdError | None,

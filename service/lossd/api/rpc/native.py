@@ -75,7 +75,7 @@ class LossService:
         call = decode_call(request, inputs, self.limits, context.time_remaining())
         return encode_answer(call, await self.engine.run(call))
 
-    @stream_guarded
+    @stream_guarded(PROTOCOL)
     async def ComputeStream(self, requests: AsyncIterator[bytes], context: Context
                             ) -> AsyncIterator[pb.StreamResponse]:
         """One answer per request, in order; a bad request (or one whose loss, options, dtypes
