@@ -35,8 +35,7 @@ def describe_tensor(tensor: TensorSpec) -> dict[str, Any]:
     if values is not None and values["choices"] is not None:
         values["choices"] = list(values["choices"])
     return {"name": tensor.name, "role": tensor.role, "shape": tensor.shape,
-            "dtypes": list(tensor.accepted_dtypes) + (["bfloat16"] if "float32" in
-                                                      tensor.accepted_dtypes else []),
+            "dtypes": list(tensor.accepted_dtypes),
             "differentiable": tensor.differentiable, "optional": tensor.optional,
             "description": tensor.description, "dims": [list(form) for form in tensor.dims],
             "values": values}

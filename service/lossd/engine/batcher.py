@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -146,9 +146,11 @@ class Engine:
 
     @staticmethod
     def prepare(loss: str, arrays: Mapping[str, np.ndarray],
-                options: Mapping[str, Any] | None = None) -> Prepared:
-        """Validate fully (raises NotFound / InvalidArgument) — before anything is queued."""
-        return prepare(loss, arrays, options)
+                options: Mapping[str, Any] | None = None, *,
+                bfloat16: Collection[str] = ()) -> Prepared:
+        """Validate fully (raises NotFound / InvalidArgument) — before anything is queued;
+        ``bfloat16`` names the tensors that came as bfloat16."""
+        return prepare(loss, arrays, options, bfloat16=bfloat16)
 
     async def compute(self, loss: str, arrays: Mapping[str, np.ndarray],
                       options: Mapping[str, Any] | None = None, *, grad: bool = False,
@@ -159,8 +161,9 @@ class Engine:
 
     async def run(self, call: Call) -> Result:
         """Compute a frontend's decoded :class:`~lossd.calls.Call`."""
-        return await self.submit(prepare(call.loss, call.arrays, call.options), grad=call.grad,
-                                 timeout=call.timeout)
+        return await self.submit(prepare(call.loss, call.arrays, call.options,
+                                         bfloat16=call.bfloat16),
+                                 grad=call.grad, timeout=call.timeout)
 
     async def submit(self, call: Prepared, *, grad: bool = False,
                      timeout: float | None = None, stats: bool = False) -> Result:

@@ -29,7 +29,8 @@ class StreamEvaluation:
 
     async def add(self, request: Call) -> Result:
         """Compute one batch and count it; raises (and counts nothing) on any error."""
-        call = self.engine.prepare(request.loss, request.arrays, request.options)
+        call = self.engine.prepare(request.loss, request.arrays, request.options,
+                                   bfloat16=request.bfloat16)
         mine = signature(call)
         if self.signature is None:
             self.signature = mine

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,23 @@ def field(name: str) -> str:
 
 def shape_str(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def torch_size(shape: Sequence[int]) -> str:
+    """A shape as torch prints it in its messages: ``torch.Size([4, 3])``."""
+    return f"torch.Size([{', '.join(str(d) for d in shape)}])"
+
+
+def target_size_warning(arrays: Mapping[str, np.ndarray], options: Mapping[str, Any]
+                        ) -> tuple[str, ...]:
+    """torch's warning when a target broadcasts against an input of another size (its
+    elementwise losses: l1, mse, smooth_l1, huber)."""
+    input, target = arrays["input"].shape, arrays["target"].shape
+    if input == target:
+        return ()
+    return (f"Using a target size ({torch_size(target)}) that is different to the input size "
+            f"({torch_size(input)}). This will likely lead to incorrect results due to "
+            f"broadcasting. Please ensure they have the same size.",)
 
 
 def fail(name: str, message: str, *, option: bool = False) -> InvalidArgument:
@@ -94,9 +112,22 @@ def check_range(name: str, array: np.ndarray, low: float, high: float) -> None:
     raise fail(name, f"expected every value in [{low:g}, {high:g}]; got {float(bad)!r}")
 
 
+WIRE_DTYPE = "wire_dtype"
+"""Key of the dtype metadata that marks an array widened from a wire dtype NumPy lacks
+(bfloat16 travels as float32): ``prepare`` marks such arrays for the checks."""
+
+
+def dtype_name(array: np.ndarray) -> str:
+    """The array's wire dtype: ``"bfloat16"`` for a marked widened array, else NumPy's name."""
+    metadata = array.dtype.metadata
+    return metadata[WIRE_DTYPE] if metadata and WIRE_DTYPE in metadata else array.dtype.name
+
+
 def check_same_dtype(name: str, array: np.ndarray, other_name: str, other: np.ndarray) -> None:
-    if array.dtype != other.dtype:
-        raise fail(name, f"dtype must equal {other_name}'s ({other.dtype}); got {array.dtype}")
+    """torch's kernel computes both in one dtype (bfloat16 beside float32 is refused too)."""
+    given, expected = dtype_name(array), dtype_name(other)
+    if given != expected:
+        raise fail(name, f"dtype must equal {other_name}'s ({expected}); got {given}")
 
 
 def same_shapes(arrays: dict[str, np.ndarray]) -> bool:

@@ -8,16 +8,16 @@ the pure functions on trusted data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidArgument, NotFound, shown
-from ._checks import fail
+from ._checks import WIRE_DTYPE, fail
 from ._reduce import Terms, cotangent, reduce, weights_cotangent
-from ._spec import REGISTRY, Kind, LossSpec, OptionSpec
+from ._spec import BFLOAT16, REGISTRY, Kind, LossSpec, OptionSpec
 from ._stats import Stats
 
 FLOAT16, FLOAT32 = np.dtype(np.float16), np.dtype(np.float32)
@@ -30,7 +30,7 @@ class Prepared:
 
     ``out_dtype`` is torch's result dtype (float16 inputs are computed in float32 and the
     results cast back); ``dtypes`` and ``shapes`` are the tensors' as given, which their
-    gradients keep.
+    gradients keep; ``warnings`` are the texts of the warnings torch gives this call.
     """
 
     spec: LossSpec
@@ -40,6 +40,7 @@ class Prepared:
     out_dtype: np.dtype
     dtypes: dict[str, np.dtype]
     shapes: dict[str, tuple[int, ...]]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Result:
     loss: np.ndarray  # 0-d, or torch's 'none' shape
     grads: dict[str, np.ndarray]
     stats: Stats | None = None  # the call's sufficient statistics, when asked for (_aggregate)
+    warnings: tuple[str, ...] = ()  # what torch warns of this call (Prepared.warnings)
 
 
 def get_spec(name: str) -> LossSpec:
@@ -123,9 +125,23 @@ def check_options(spec: LossSpec, options: Mapping[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def _marked(array: np.ndarray, wire_dtype: str) -> np.ndarray:
+    """A view of a widened array whose dtype names its wire dtype (``dtype_name``)."""
+    return array.view(np.dtype(array.dtype, metadata={WIRE_DTYPE: wire_dtype}))
+
+
+def _unmarked(array: np.ndarray) -> np.ndarray:
+    return array.view(np.dtype(array.dtype.str)) if array.dtype.metadata else array
+
+
 def prepare(name: str, arrays: Mapping[str, np.ndarray],
-            options: Mapping[str, Any] | None = None) -> Prepared:
-    """Validate a call fully. Raises ``NotFound`` or ``InvalidArgument``; never mutates inputs."""
+            options: Mapping[str, Any] | None = None, *,
+            bfloat16: Collection[str] = ()) -> Prepared:
+    """Validate a call fully. Raises ``NotFound`` or ``InvalidArgument``; never mutates inputs.
+
+    ``bfloat16`` names the tensors that came as bfloat16 (widened to float32 by the codec):
+    their dtype is bfloat16 for the spec's dtype lists and the loss's dtype checks.
+    """
     spec = get_spec(name)
     tensors = spec.tensor_map
     for key in arrays:
@@ -139,26 +155,34 @@ def prepare(name: str, arrays: Mapping[str, np.ndarray],
                                     f"{', '.join(tensors)})")
     given = given_as_is = {k: np.asarray(v) for k, v in arrays.items()}
     for key, array in given.items():
-        if array.dtype not in tensors[key].accepted_numpy_dtypes:
+        accepted = tensors[key].accepted_dtypes
+        if key in bfloat16:
+            if BFLOAT16 not in accepted:
+                raise fail(key, f"dtype {BFLOAT16} is not accepted; expected one of "
+                                f"{', '.join(accepted)}")
+        elif array.dtype not in tensors[key].accepted_numpy_dtypes:
             raise fail(key, f"dtype {array.dtype.name} is not accepted; expected one of "
-                            f"{', '.join(tensors[key].accepted_dtypes)}")
+                            f"{', '.join(accepted)}")
 
     opts = check_options(spec, options or {})
     reduction = opts.pop("reduction")
 
     if spec.check is not None:
+        checked = {k: _marked(a, BFLOAT16) if k in bfloat16 else a for k, a in given.items()}
         with np.errstate(all="ignore"):
-            normalised = spec.check(dict(given), opts)
+            normalised = spec.check(checked, opts)
         if normalised is not None:
-            given = normalised
+            given = {k: _unmarked(a) for k, a in normalised.items()}
     compute_dtype, out_dtype = _compute_dtype(spec, given)
     cast = {key: array.astype(np.int64 if tensors[key].kind is Kind.INDEX
                               else array.dtype if spec.keeps_dtypes else compute_dtype,
                               copy=False)
             for key, array in given.items()}
+    warnings = () if spec.warn is None else spec.warn(given_as_is,
+                                                      {**opts, "reduction": reduction})
     return Prepared(spec, cast, opts, reduction, out_dtype,
                     {k: a.dtype for k, a in given_as_is.items()},
-                    {k: a.shape for k, a in given_as_is.items()})
+                    {k: a.shape for k, a in given_as_is.items()}, warnings)
 
 
 def evaluate(call: Prepared) -> Terms:
@@ -194,14 +218,15 @@ def backward(call: Prepared, parts: Sequence[tuple[Terms, str]]) -> dict[str, np
 
 
 def compute(name: str, arrays: Mapping[str, np.ndarray],
-            options: Mapping[str, Any] | None = None, *, grad: bool = False) -> Result:
+            options: Mapping[str, Any] | None = None, *, grad: bool = False,
+            bfloat16: Collection[str] = ()) -> Result:
     """Validate, compute, reduce and (on request) differentiate one loss call.
 
     Example:
         >>> compute("mse", {"input": np.array([1.0, 2.0]), "target": np.array([0.0, 0.0])}).loss
         array(2.5)
     """
-    call = prepare(name, arrays, options)
+    call = prepare(name, arrays, options, bfloat16=bfloat16)
     terms = evaluate(call)
     loss = reduce(terms, call.reduction, empty_mean=call.spec.empty_mean)
     grads = backward(call, [(terms, call.reduction)]) if grad else {}
@@ -212,4 +237,4 @@ def finish(call: Prepared, loss: np.ndarray, grads: dict[str, np.ndarray]) -> Re
     """Cast results to torch's dtypes: the loss to the result dtype, each grad to its tensor's."""
     cast_grads = {key: np.asarray(g, dtype=call.dtypes[key]).reshape(call.shapes[key])
                   for key, g in grads.items()}
-    return Result(np.asarray(loss, dtype=call.out_dtype), cast_grads)
+    return Result(np.asarray(loss, dtype=call.out_dtype), cast_grads, warnings=call.warnings)

@@ -24,9 +24,13 @@ import numpy as np
 
 from ._reduce import Terms
 
-FLOAT_DTYPES = ("float16", "float32", "float64")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
-REAL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
+REAL_DTYPES = NUMERIC_DTYPES + ("bool",)
+BFLOAT16 = "bfloat16"
+"""The one wire dtype without a NumPy dtype: the codec widens it to float32 (exactly) and names
+the tensors that came so; a dtype list says whether torch takes it like any other."""
 
 
 Dim: TypeAlias = str | int
@@ -100,7 +104,10 @@ class TensorSpec:
         role: what it means ("input", "target", "weight", "lengths", ...).
         shape: the shapes in prose, for people, e.g. ``"(N, C) or (N, C, d1, ..., dK)"``.
         kind: how values are cast before compute (see :class:`Kind`).
-        dtypes: accepted dtypes; ``None`` means every dtype of ``kind``.
+        dtypes: the wire dtypes torch 2.13 accepts for this tensor (the others of the call
+            valid); ``None`` means every dtype of ``kind``. They drive acceptance (a dtype not
+            listed is refused naming the tensor) and are checked against torch by
+            tests/losses/test_dtypes.py.
         differentiable: torch autograd gives this tensor a gradient.
         optional: may be omitted (torch default ``None``).
         batch_axis: axis along which the batcher concatenates requests; ``None`` means the tensor
@@ -140,8 +147,9 @@ class TensorSpec:
 
     @cached_property
     def accepted_numpy_dtypes(self) -> frozenset[np.dtype]:
-        """The same as NumPy dtypes (a set lookup; ``dtype.name`` is slow on the hot path)."""
-        return frozenset(np.dtype(name) for name in self.accepted_dtypes)
+        """The same as NumPy dtypes (a set lookup; ``dtype.name`` is slow on the hot path),
+        bfloat16 aside (it has none)."""
+        return frozenset(np.dtype(name) for name in self.accepted_dtypes if name != BFLOAT16)
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,8 @@ LossFn = Callable[..., Terms]
 """A pure loss: ``fn(**arrays, **options) -> Terms`` (see :class:`LossSpec`)."""
 GradFn = Callable[..., dict[str, np.ndarray]]
 """A vector-Jacobian product: ``grad(cotangent, **arrays, **options) -> {name: array}``."""
+Warn = Callable[[Mapping[str, np.ndarray], Mapping[str, Any]], tuple[str, ...]]
+"""torch's warnings for a valid call: ``warn(arrays as given, options with reduction)``."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,8 @@ class LossSpec:
             "target has input's shape" where broadcasting would make concatenation wrong.
         weights_tensor: the differentiable tensor that *is* ``Terms.weights`` (mse's and l1's
             ``weight``): its gradient also gets the derivative of the mean's normaliser.
+        warn: the texts of the warnings torch 2.13 emits for a valid call (a target that
+            broadcasts to input's size, kl_div's ``mean``); they travel with the answer.
         keeps_dtypes: the functions get each floating tensor in its own dtype (as ``check``
             returns it), not cast to the promoted one, and promote operation by operation as
             torch does: torchvision's box losses round boxes2's own widths, heights, centres and
@@ -238,6 +250,7 @@ class LossSpec:
     empty_mean: float = math.nan
     batchable: Callable[[dict[str, np.ndarray]], bool] | None = None
     weights_tensor: str | None = None
+    warn: Warn | None = None
     keeps_dtypes: bool = False
     summary: str = field(default="")
 

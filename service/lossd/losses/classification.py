@@ -16,7 +16,7 @@ are turned back into int64 by :func:`_labels`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from ._checks import (
     check_same_dtype,
     check_same_shape,
     check_shape,
+    dtype_name,
     fail,
     same_shapes,
     shape_str,
@@ -40,9 +41,11 @@ from ._reduce import Terms
 from ._spec import (
     ANY,
     ANY_SHAPE,
+    BFLOAT16,
     CLASS_INDEX,
     FLOAT_DTYPES,
     LOG_PROBABILITY,
+    NUMERIC_DTYPES,
     PROBABILITY,
     Kind,
     LossSpec,
@@ -666,9 +669,11 @@ def _check_binary_with_logits(arrays: dict[str, np.ndarray], options: dict[str, 
     """
     input, target = arrays["input"], arrays["target"]
     check_same_shape("target", target, "input", input)
-    if np.promote_types(input.dtype, target.dtype) != target.dtype:
-        raise fail("target", f"dtype must be at least as wide as input's ({input.dtype}); "
-                             f"got {target.dtype}")
+    target_dtype, input_dtype = dtype_name(target), dtype_name(input)
+    if np.promote_types(input.dtype, target.dtype) != target.dtype or (
+            target_dtype == BFLOAT16 != input_dtype):  # bfloat16 holds no other float dtype
+        raise fail("target", f"dtype must be at least as wide as input's ({input_dtype}); "
+                             f"got {target_dtype}")
     _check_elementwise_weights(arrays, ("weight", "pos_weight"))
     for name in ("weight", "pos_weight"):
         if name in arrays:
@@ -935,6 +940,18 @@ register(LossSpec(
     (REDUCTION, IGNORE_INDEX), torch="torch.nn.functional.nll_loss", family=FAMILY,
     check=_check_nll, grad=nll_loss_grad))
 
+KL_DIV_MEAN = ("reduction: 'mean' divides the total loss by both the batch size and the support "
+               "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
+               "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
+               "major release.")  # torch's text, run-on sentences included
+
+
+def _kl_div_mean_warning(arrays: Mapping[str, np.ndarray], options: Mapping[str, Any]
+                         ) -> tuple[str, ...]:
+    """torch warns of every ``mean`` kl_div (its default) that it is not the KL divergence."""
+    return (KL_DIV_MEAN,) if options["reduction"] == "mean" else ()
+
+
 register(LossSpec(
     "kl_div", kl_div,
     (TensorSpec("input", "input", "(*)", differentiable=True, description="log-probabilities",
@@ -945,15 +962,17 @@ register(LossSpec(
     (reduction_option(("none", "mean", "sum", "batchmean")),
      OptionSpec("log_target", bool, False, "target is given as log-probabilities")),
     torch="torch.nn.functional.kl_div", family=FAMILY, check=_check_kl_div, grad=kl_div_grad,
-    batchable=same_shapes))
+    batchable=same_shapes, warn=_kl_div_mean_warning))
 
 register(LossSpec(
     "binary_cross_entropy", binary_cross_entropy,
     (TensorSpec("input", "input", "(*)", differentiable=True,
                 description="probabilities in [0, 1]", dims=ANY_SHAPE, values=PROBABILITY),
      BINARY_TARGET,
-     TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
-                batch_axis=None, description="elementwise rescaling weight", dims=ANY_SHAPE)),
+     TensorSpec("weight", "weight", "broadcastable to input's shape", kind=Kind.REAL,
+                optional=True, batch_axis=None,
+                description="elementwise rescaling weight; integers and bool promoted",
+                dims=ANY_SHAPE)),
     (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy", family=FAMILY,
     check=_check_binary_cross_entropy, grad=binary_cross_entropy_grad,
     batchable=_no_batch_axis("weight")))
@@ -963,10 +982,13 @@ register(LossSpec(
     (TensorSpec("input", "input", "(*)", differentiable=True, description="logits",
                 dims=ANY_SHAPE),
      BINARY_TARGET,
-     TensorSpec("weight", "weight", "broadcastable to input's shape", optional=True,
-                batch_axis=None, description="elementwise rescaling weight", dims=ANY_SHAPE),
+     TensorSpec("weight", "weight", "broadcastable to input's shape", kind=Kind.REAL,
+                optional=True, batch_axis=None,
+                description="elementwise rescaling weight; integers and bool promoted",
+                dims=ANY_SHAPE),
      TensorSpec("pos_weight", "weight", "broadcastable to input's shape, e.g. (C)",
-                optional=True, batch_axis=None, description="weight of the positive term",
+                kind=Kind.REAL, dtypes=NUMERIC_DTYPES, optional=True, batch_axis=None,
+                description="weight of the positive term; integers promoted (bool is not)",
                 dims=(("C",), (ANY,)))),
     (REDUCTION,), torch="torch.nn.functional.binary_cross_entropy_with_logits", family=FAMILY,
     check=_check_binary_with_logits, grad=binary_cross_entropy_with_logits_grad,
@@ -981,8 +1003,9 @@ register(LossSpec(
                 dtypes=FLOAT_DTYPES + ("int8", "int16", "int32", "int64", "uint8"),
                 differentiable=True, batch_ndim=2, description="labels in {0, 1}",
                 dims=MULTILABEL_DIMS, values=Values(choices=(0, 1))),
-     TensorSpec("weight", "weight", "(C), broadcastable to input's shape", optional=True,
-                differentiable=True, batch_axis=None, description="per-class rescaling weight",
+     TensorSpec("weight", "weight", "(C), broadcastable to input's shape", kind=Kind.REAL,
+                optional=True, differentiable=True, batch_axis=None,
+                description="per-class rescaling weight; integers and bool promoted",
                 dims=(("C",), (ANY,)))),
     (REDUCTION,), torch="torch.nn.functional.multilabel_soft_margin_loss", family=FAMILY,
     check=_check_multilabel_soft_margin, grad=multilabel_soft_margin_loss_grad,
@@ -998,8 +1021,9 @@ register(LossSpec(
 register(LossSpec(
     "softmax_focal", softmax_focal_loss,
     (LOGITS, INDEX_TARGET,
-     TensorSpec("alpha", "weight", "(C)", optional=True, differentiable=True,
-                batch_axis=None, description="per-class balancing factor α_t",
+     TensorSpec("alpha", "weight", "(C)", kind=Kind.REAL, optional=True, differentiable=True,
+                batch_axis=None, description="per-class balancing factor α_t; integers and "
+                                             "bool promoted",
                 dims=(("C",),))),
     (REDUCTION, IGNORE_INDEX,
      OptionSpec("gamma", float, 2.0, "focusing exponent γ of (1 - p_t)", minimum=0.0)),

@@ -38,6 +38,7 @@ from ._spec import (
     ANY,
     ANY_SHAPE,
     CLASS_INDEX,
+    NUMERIC_DTYPES,
     SIGNS,
     Kind,
     LossSpec,
@@ -634,8 +635,10 @@ POSITIVE_MARGIN = OptionSpec("margin", float, 1.0, "margin between the two dista
                              minimum=0.0, exclusive_minimum=True)
 SWAP = OptionSpec("swap", bool, False, "use min(d(a, n), d(p, n)) as the negative distance")
 TRIPLET_TENSORS = tuple(
-    TensorSpec(name, name, "(N, D), (D) or (*, D)", differentiable=True, batch_ndim=2,
-            description=f"{name} embeddings", dims=EMBEDDINGS) for name in TRIPLET)
+    TensorSpec(name, name, "(N, D), (D) or (*, D)", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
+               differentiable=True, batch_ndim=2,
+               description=f"{name} embeddings; integers promoted", dims=EMBEDDINGS)
+    for name in TRIPLET)
 
 register(LossSpec(
     "hinge_embedding", hinge_embedding_loss,
@@ -658,11 +661,14 @@ register(LossSpec(
 
 register(LossSpec(
     "margin_ranking", margin_ranking_loss,
-    (TensorSpec("input1", "input", "(N) or ()", kind=Kind.REAL, differentiable=True,
+    (TensorSpec("input1", "input", "(N) or ()", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
+             differentiable=True,
              description="scores of the first items", dims=PER_SAMPLE),
-     TensorSpec("input2", "input", "(N) or ()", kind=Kind.REAL, differentiable=True,
+     TensorSpec("input2", "input", "(N) or ()", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
+             differentiable=True,
              description="scores of the second items", dims=PER_SAMPLE),
-     TensorSpec("target", "target", "(N) or ()", kind=Kind.REAL, differentiable=True,
+     TensorSpec("target", "target", "(N) or ()", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
+             differentiable=True,
              description="1 if input1 should rank higher, -1 otherwise (torch differentiates "
                          "it too)", dims=PER_SAMPLE, values=SIGNS)),
     (REDUCTION, MARGIN_0), torch="torch.nn.functional.margin_ranking_loss", family=FAMILY,
@@ -670,10 +676,12 @@ register(LossSpec(
 
 register(LossSpec(
     "cosine_embedding", cosine_embedding_loss,
-    (TensorSpec("input1", "input", "(N, D) or (D)", differentiable=True, batch_ndim=2,
-             description="first embeddings", dims=EMBEDDINGS[:2]),
-     TensorSpec("input2", "input", "(N, D) or (D)", differentiable=True, batch_ndim=2,
-             description="second embeddings", dims=EMBEDDINGS[:2]),
+    (TensorSpec("input1", "input", "(N, D) or (D)", kind=Kind.REAL, differentiable=True,
+             batch_ndim=2, description="first embeddings; integers and bool promoted",
+             dims=EMBEDDINGS[:2]),
+     TensorSpec("input2", "input", "(N, D) or (D)", kind=Kind.REAL, differentiable=True,
+             batch_ndim=2, description="second embeddings; integers and bool promoted",
+             dims=EMBEDDINGS[:2]),
      TensorSpec("target", "target", "(N) or ()", dims=PER_SAMPLE, **LABELS)),
     (REDUCTION, MARGIN_0), torch="torch.nn.functional.cosine_embedding_loss", family=FAMILY,
     check=_check_cosine_embedding, grad=cosine_embedding_loss_grad))

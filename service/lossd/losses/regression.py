@@ -10,21 +10,28 @@ vector-Jacobian products with ``upstream``. ``log_cosh``, ``mape`` and ``msle`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ._checks import broadcast_shape, check_shape, fail, same_shapes, shape_str, unbroadcast
+from ._checks import (
+    broadcast_shape,
+    check_shape,
+    fail,
+    same_shapes,
+    shape_str,
+    target_size_warning,
+    unbroadcast,
+)
 from ._parallel import elementwise, piecewise
 from ._reduce import Terms
 from ._spec import (
     ANY_SHAPE,
-    FLOAT_DTYPES,
-    INT_DTYPES,
     NON_NEGATIVE,
+    NUMERIC_DTYPES,
     Check,
     GradFn,
     Kind,
@@ -33,6 +40,7 @@ from ._spec import (
     OptionSpec,
     TensorSpec,
     Values,
+    Warn,
     reduction_option,
     register,
 )
@@ -41,15 +49,19 @@ FAMILY = "regression"
 
 INPUT = TensorSpec("input", "input", "(*)", differentiable=True, description="predictions",
                    dims=ANY_SHAPE)
-# torch promotes an integer input against a float target for these (not for huber)
+# torch promotes an integer (or bool) input against a float target for these (not for huber)
 REAL_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, differentiable=True,
                         description="predictions; integers are promoted like torch does",
                         dims=ANY_SHAPE)
 TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
                     differentiable=True, description="ground truth", dims=ANY_SHAPE)
-WEIGHT = TensorSpec("weight", "weight", "same shape as input", optional=True,
+# torch's l1 and mse kernels subtract input and target as they are: no bool
+NUMERIC_INPUT = replace(REAL_INPUT, dtypes=NUMERIC_DTYPES)
+NUMERIC_TARGET = replace(TARGET, dtypes=NUMERIC_DTYPES)
+WEIGHT = TensorSpec("weight", "weight", "same shape as input", kind=Kind.REAL, optional=True,
                     differentiable=True,
-                    description="per-element weight (torch 2.x functional `weight=`)",
+                    description="per-element weight (torch 2.x functional `weight=`); "
+                                "integers and bool are promoted",
                     dims=ANY_SHAPE)
 
 
@@ -308,45 +320,46 @@ REDUCTION = reduction_option()
 
 def _register_pair(name: str, fn: LossFn, grad: GradFn, tensors: tuple[TensorSpec, ...],
                    options: tuple[OptionSpec, ...] = (), torch: str = "",
-                   check: Check = _check_pair, weights_tensor: str | None = None) -> None:
+                   check: Check = _check_pair, weights_tensor: str | None = None,
+                   warn: Warn | None = None) -> None:
     """Register a loss of (input, target[, weight]) with torch's broadcasting rules."""
     register(LossSpec(name, fn, tensors, (REDUCTION, *options),
                       torch=torch or f"torch.nn.functional.{name}_loss", family=FAMILY,
                       check=check, grad=grad, batchable=same_shapes,
-                      weights_tensor=weights_tensor))
+                      weights_tensor=weights_tensor, warn=warn))
+
+
+def _l2_warning(arrays: Mapping[str, np.ndarray], options: Mapping[str, Any]
+                ) -> tuple[str, ...]:
+    """l2's ``mse`` variant is torch's mse_loss, and warns as it does."""
+    return target_size_warning(arrays, options) if options["variant"] == "mse" else ()
 
 
 # their weighted mean is Σ w·l / Σ w: the normaliser depends on the weight too
-_register_pair("l1", l1_loss, l1_loss_grad, (REAL_INPUT, TARGET, WEIGHT),
-               weights_tensor="weight")
-_register_pair("mse", mse_loss, mse_loss_grad, (REAL_INPUT, TARGET, WEIGHT),
-               weights_tensor="weight")
+_register_pair("l1", l1_loss, l1_loss_grad, (NUMERIC_INPUT, NUMERIC_TARGET, WEIGHT),
+               weights_tensor="weight", warn=target_size_warning)
+_register_pair("mse", mse_loss, mse_loss_grad, (NUMERIC_INPUT, NUMERIC_TARGET, WEIGHT),
+               weights_tensor="weight", warn=target_size_warning)
 _register_pair("l2", l2_loss, l2_loss_grad, (REAL_INPUT, TARGET),
                (OptionSpec("variant", str, "mse", "which L2: mse, sse, half_sse or norm",
                            choices=L2_VARIANTS),),
-               torch="torch.nn.functional.mse_loss (variant='mse')")
+               torch="torch.nn.functional.mse_loss (variant='mse')", warn=_l2_warning)
 _register_pair("smooth_l1", smooth_l1_loss, smooth_l1_loss_grad, (REAL_INPUT, TARGET),
                (OptionSpec("beta", float, 1.0, "threshold between the squared and the L1 term",
-                           minimum=0.0),))
+                           minimum=0.0),), warn=target_size_warning)
 _register_pair("huber", huber_loss, huber_loss_grad, (INPUT, TARGET, WEIGHT),
                (OptionSpec("delta", float, 1.0, "threshold between the squared and the "
                            "delta-scaled L1 term", minimum=0.0, exclusive_minimum=True),),
-               check=_check_huber)
+               check=_check_huber, warn=target_size_warning)
 
 
 # --- Poisson and Gaussian negative log likelihood --------------------------------------------
 
-# torch promotes integer inputs and targets of these two, but refuses bool (no `-` on bool)
-NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
-NUMERIC_INPUT = TensorSpec("input", "input", "(*)", kind=Kind.REAL, dtypes=NUMERIC_DTYPES,
-                           differentiable=True, description="predictions; integers promoted",
-                           dims=ANY_SHAPE)
-NUMERIC_TARGET = TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
-                            dtypes=NUMERIC_DTYPES, differentiable=True,
-                            description="ground truth; integers promoted", dims=ANY_SHAPE)
-COUNTS = replace(NUMERIC_TARGET, values=NON_NEGATIVE,
-                 description="observed counts, >= 0 (not checked, as in torch); integers "
-                             "promoted")
+# torch promotes integer inputs and targets of these two; gaussian_nll refuses bool (no `-` on
+# bool), poisson_nll takes it beside a floating tensor
+COUNTS = replace(TARGET, values=NON_NEGATIVE,
+                 description="observed counts, >= 0 (not checked, as in torch); integers and "
+                             "bool promoted")
 VAR = TensorSpec("var", "variance", "input's shape; or input's shape without its last dim; or "
                  "input's ndim with exactly one mismatching dim of size 1", differentiable=True,
                  description="positive variances (0 is accepted and clamped to eps)",
@@ -613,7 +626,7 @@ def _eps_option(default: float, what: str) -> OptionSpec:
     return OptionSpec("eps", float, default, what, minimum=0.0)
 
 
-register(LossSpec("poisson_nll", poisson_nll_loss, (NUMERIC_INPUT, COUNTS),
+register(LossSpec("poisson_nll", poisson_nll_loss, (REAL_INPUT, COUNTS),
                   (REDUCTION,
                    OptionSpec("log_input", bool, True, "input is the log of the rate"),
                    OptionSpec("full", bool, False, "add the Stirling term where target > 1"),

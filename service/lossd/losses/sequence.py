@@ -289,8 +289,6 @@ def _check_lengths(name: str, lengths: np.ndarray, limit: int, what: str) -> Non
                          f"got {smallest if smallest < 0 else largest}")
 
 
-LENGTH_DTYPES = ("int32", "int64")
-
 register(LossSpec(
     "ctc", ctc_loss,
     (TensorSpec("log_probs", "input", "(T, N, C) or (T, C)", dtypes=("float32", "float64"),
@@ -304,11 +302,11 @@ register(LossSpec(
                             "past a target length is ignored",
                 dims=(("N", "S"), ("S",)), values=Values(1, "C", high_open=True, integer=True)),
      TensorSpec("input_lengths", "lengths", "(N,) or ()", kind=Kind.INDEX,
-                dtypes=LENGTH_DTYPES, batch_axis=0, batch_ndim=1,
+                batch_axis=0, batch_ndim=1,
                 description="number of time steps used per sample, each <= T",
                 dims=(("N",), ()), values=Values(1, "T", integer=True)),
      TensorSpec("target_lengths", "lengths", "(N,) or ()", kind=Kind.INDEX,
-                dtypes=LENGTH_DTYPES, batch_axis=0, batch_ndim=1,
+                batch_axis=0, batch_ndim=1,
                 description="target length per sample (<= S in the padded form)",
                 dims=(("N",), ()), values=Values(0, "S", integer=True))),
     (reduction_option(),

@@ -163,9 +163,9 @@ def _binary_header(**extra: object) -> bytes:
     ({"inputs": [{"name": "input", **FP32}]}, None, 400, "target: required tensor is missing"),
     ({"inputs": [{"name": "input", **FP32}, {"name": "target", **FP32, "datatype": "BYTES"}]},
      None, 400, "datatype must be one of"),
-    ({"inputs": [{"name": "input", **FP32}, {"name": "target", **FP32}, {
-        "name": "weight", "datatype": "INT64", "shape": [2], "data": [1, 2]}]},
-     None, 400, "dtype int64 is not accepted"),
+    ({"inputs": [{"name": "input", "datatype": "BOOL", "shape": [2], "data": [True, False]},
+                 {"name": "target", **FP32}]},
+     None, 400, "input: dtype bool is not accepted"),
     ({"inputs": [{"name": "input", **FP32}, {"name": "target", **FP32, "shape": [3]}]},
      None, 400, "needs 3 values; got 2"),
     ({"inputs": [{"name": "input", **FP32}, {"name": "target", **FP32}],
