@@ -31,6 +31,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
@@ -99,6 +100,37 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
 
 
+MAX_WARNING_SITES = 1024  # distinct warnings logged in full; past that they are only counted
+
+
+@contextlib.contextmanager
+def warnings_logged(metrics: Metrics) -> Iterator[None]:
+    """Route Python warnings through logging while serving, never raw to stderr.
+
+    NumPy reports overflow, invalid values and division by zero as ``RuntimeWarning`` (a cast
+    of 1e300 to float16, an exp that overflows); Python's default hook would print them as
+    two raw lines, breaking a JSON log. Here each one is counted in
+    ``lossd_warnings_total{category}``, and the first of each kind (category, message,
+    source line) is logged once by the ``py.warnings`` logger, a log line like any other.
+    """
+    logger = logging.getLogger("py.warnings")
+    seen: set[tuple[str, str, str, int]] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:  # noqa: ANN401, ARG001
+        metrics.warned(category.__name__)
+        site = (category.__name__, str(message), filename, lineno)
+        if site not in seen and len(seen) < MAX_WARNING_SITES:
+            seen.add(site)
+            logger.warning("%s: %s (%s:%d; each further one is counted in "
+                           "lossd_warnings_total)", *site)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # every one reaches show() to be counted
+        warnings.showwarning = show
+        yield
+
+
 class _HttpServer(uvicorn.Server):
     """uvicorn without its own signal handling: lossd drains first, then stops it."""
 
@@ -157,9 +189,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain. Returns the exit code.
 
     Both ports are bound before anything starts: a port that cannot be had raises
-    :class:`StartupError`.
+    :class:`StartupError`. Python warnings go to the log meanwhile (:func:`warnings_logged`).
     """
-    engine = Engine(settings, Metrics())
+    metrics = Metrics()
+    with warnings_logged(metrics):
+        return await _serve(settings, metrics, stop)
+
+
+async def _serve(settings: Settings, metrics: Metrics, stop: asyncio.Event | None) -> int:
+    engine = Engine(settings, metrics)
     runs = RunManager(settings, engine)
     sock = listen(settings, "http_port")
     try:
