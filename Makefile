@@ -12,7 +12,7 @@ TEST := $(VENV)/.test
 TORCH := $(VENV)/.torch
 BENCH := $(VENV)/.bench
 
-.PHONY: install serve test parity golden proto bench bench-core soak fuzz container-test scale-test clean
+.PHONY: install serve test parity golden proto bench bench-smoke bench-core soak fuzz container-test scale-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,14 @@ golden: $(TORCH)  ## regenerate tests/golden/*.json from torch
 proto: $(TEST)  ## regenerate service/lossd/_proto from protos/ (grpcio-tools, a test tool)
 	$(PY) protos/generate.py
 
-bench: $(BENCH)  ## lossd vs the bare transport floor (docs/benchmarks.md, docs/img/)
+# the peers (MLServer, KServe, PyTriton) install on first use into .venv/peers/<name>, pinned by
+# bench/peers/constraints-<name>.txt; one that cannot be installed or started is skipped
+bench: $(BENCH)  ## lossd vs the transport floors and its V2 peers, about 25 minutes (docs/benchmarks.md, docs/img/)
 	$(PY) -m bench.serve --full
 	$(PY) -m bench.plots
+
+bench-smoke: $(BENCH)  ## start lossd and each peer once; one V2 REST and gRPC call of each loss must agree
+	$(PY) -m bench.serve --smoke
 
 soak: $(SERVER)  ## about 5 minutes of steady load; fails if RSS grows 5% after warm-up
 	$(PY) -m bench.soak --seconds 300

@@ -5,6 +5,9 @@
     python -m bench.floor grpc-decode PORT   the grpc floor, plus decoding each request
     python -m bench.floor rest-decode PORT   the rest floor, plus decoding each request
 
+The REST floors answer any path; a V2 path (``/v2/...``) gets a V2 answer of the same size as
+lossd's, and its body is decoded as V2 JSON.
+
 The bare floors bound what any service on this transport can do on this machine: every lossd
 figure is a ratio against the floor measured in the same run. The decode floors also turn the
 request into NumPy arrays with the plain library calls (upb's ``FromString`` and
@@ -38,6 +41,8 @@ from lossd.settings import Settings
 GRPC_ANSWER = pb.ComputeResponse(loss=pb.Tensor(dtype=pb.FLOAT32, raw=b"\0\0\0\0")
                                  ).SerializeToString()
 REST_ANSWER = b'{"loss":0.0}'
+V2_REST_ANSWER = (b'{"model_name":"mse","model_version":"1","outputs":[{"name":"loss",'
+                  b'"datatype":"FP32","shape":[],"data":[0.0]}]}')
 # lossd's own dtype tables (enum value / V2 datatype -> wire name -> NumPy), bfloat16 aside
 NATIVE_DTYPES = {value: NUMPY_DTYPES[name] for value, name in DTYPE_NAMES.items()
                  if name in NUMPY_DTYPES}
@@ -67,6 +72,12 @@ def decode_json(body: bytes) -> dict[str, np.ndarray]:
             return np.frombuffer(raw, np.dtype(value["dtype"])).reshape(value["shape"])
         return np.asarray(value)
     return {name: array(value) for name, value in orjson.loads(body)["inputs"].items()}
+
+
+def decode_v2_json(body: bytes) -> dict[str, np.ndarray]:
+    """A V2 JSON infer body with ``data`` lists: its inputs by name."""
+    return {i["name"]: np.asarray(i["data"], V2_DTYPES[i["datatype"]]).reshape(i["shape"])
+            for i in orjson.loads(body)["inputs"]}
 
 
 async def serve_grpc(port: int, decode: bool) -> None:
@@ -105,12 +116,14 @@ def rest_app(decode: bool) -> Any:
             if decode:
                 chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        v2 = scope["path"].startswith("/v2/")
         if decode:
-            decode_json(b"".join(chunks))
+            (decode_v2_json if v2 else decode_json)(b"".join(chunks))
+        answer = V2_REST_ANSWER if v2 else REST_ANSWER
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(REST_ANSWER)).encode())]})
-        await send({"type": "http.response.body", "body": REST_ANSWER})
+                                (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
     return app
 
 

@@ -3,10 +3,11 @@ bench/results/core.json) into docs/img/.
 
     python -m bench.plots
 
-throughput.png: requests/s vs concurrency, lossd beside its floor and decode floor, per transport
-(small requests);
+throughput.png: requests/s vs concurrency, lossd beside its floor, its decode floor and (on the
+V2 transports) its peers, one panel per transport (small requests);
 latency.png: p50 and p99 of the same runs; bandwidth.png: MB/s vs payload size (mse, lossd and
-its floor, gRPC and REST); core_vs_torch.png: core/torch time per loss at 1e6 elements.
+its floor, gRPC and REST); batch.png: lossd's mean batch size vs concurrency (small requests);
+core_vs_torch.png: core/torch time per loss at 1e6 elements.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+
+from bench.peers import PEERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve.json"
@@ -35,25 +38,52 @@ def _small(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def throughput(rows: list[dict]) -> None:
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    for (transport, runs), color in zip(_small(rows).items(), ("C0", "C1", "C2", "C3")):
+    """One panel per transport: lossd, its floor and decode floor, and each peer that ran."""
+    small = _small(rows)
+    fig, axes = plt.subplots(1, len(small), figsize=(4.2 * len(small), 4.2), sharey=True,
+                             squeeze=False)
+    for ax, (transport, runs) in zip(axes[0], small.items()):
         runs = sorted(runs, key=lambda r: r["concurrency"])
         conc = [r["concurrency"] for r in runs]
-        ax.plot(conc, [r["lossd"]["rps"] for r in runs], "o-", color=color,
-                label=f"lossd {transport}")
-        ax.plot(conc, [r["floor"]["rps"] for r in runs], "o--", color=color, alpha=0.5,
-                label=f"floor {transport}")
-        ax.plot(conc, [r["decode"]["rps"] for r in runs], "x:", color=color, alpha=0.7,
-                label=f"decode floor {transport}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")  # the REST floor is an order of magnitude above the rest
-    ax.set_xlabel("concurrent callers")
-    ax.set_ylabel("requests / s")
-    ax.set_title("cross_entropy 32x10: lossd vs the transport and decode floors")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.grid(alpha=0.3)
+        ax.plot(conc, [r["lossd"]["rps"] for r in runs], "o-", color="C0", label="lossd")
+        ax.plot(conc, [r["floor"]["rps"] for r in runs], "o--", color="black", alpha=0.5,
+                label="floor")
+        ax.plot(conc, [r["decode"]["rps"] for r in runs], "x:", color="black", alpha=0.7,
+                label="decode floor")
+        for peer, color in zip(PEERS, ("C1", "C2", "C3")):
+            points = [(r["concurrency"], r["peers"][peer.name]["rps"]) for r in runs
+                      if peer.name in r.get("peers", {})]
+            if points:
+                ax.plot(*zip(*points), "s-", color=color, alpha=0.8, label=peer.label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")  # the REST floor is an order of magnitude above the rest
+        ax.set_xlabel("concurrent callers")
+        ax.set_title(transport)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("requests / s")
+    fig.suptitle("cross_entropy 32x10: lossd, its floors and its peers")
     fig.tight_layout()
     fig.savefig(IMG / "throughput.png", dpi=110)
+
+
+def batch(rows: list[dict]) -> None:
+    """lossd's mean batch size (lossd_batch_size over the median round) vs concurrency."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (transport, runs), color in zip(_small(rows).items(), ("C0", "C1", "C2", "C3")):
+        points = [(r["concurrency"], r["lossd"]["batch_mean"])
+                  for r in sorted(runs, key=lambda r: r["concurrency"])
+                  if r["lossd"].get("batch_mean") is not None]
+        if points:
+            ax.plot(*zip(*points), "o-", color=color, label=f"lossd {transport}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent callers")
+    ax.set_ylabel("mean requests per computed batch")
+    ax.set_title("cross_entropy 32x10: lossd's batch size under load")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(IMG / "batch.png", dpi=110)
 
 
 def latency(rows: list[dict]) -> None:
@@ -133,6 +163,7 @@ def main() -> None:
     throughput(rows)
     latency(rows)
     bandwidth(rows)
+    batch(rows)
     if CORE.exists():
         core_vs_torch(json.loads(CORE.read_text()))
     print(f"wrote {', '.join(p.name for p in sorted(IMG.glob('*.png')))} to {IMG}")
