@@ -11,7 +11,7 @@ others idle, and stops them; N rounds per scenario, and each row reports the rou
 median lossd/floor ratio, with the ranges of the ratios beside it (the load generator and the
 servers share this machine's cores). Figures are ratios against the floor measured in the same
 run, with absolute numbers beside them. Results go to stdout, bench/results/serve.json and the
-"Service vs floor" section of docs/benchmarks.md.
+"Results" section of docs/benchmarks.md.
 
 Every server gets the same request bytes: lossd's native gRPC and REST bodies go to lossd and the
 floors; V2 bodies (ModelInfer with raw_input_contents; V2 JSON with ``data`` lists) go to lossd,
@@ -545,7 +545,7 @@ def write_doc(text: str) -> None:
         body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body,
                       flags=re.S)
     else:
-        body = body.rstrip() + "\n\n## Service vs floor\n\n" + section + "\n"
+        body = body.rstrip() + "\n\n## Results\n\n" + section + "\n"
     DOC.write_text(body)
 
 
