@@ -230,6 +230,7 @@ class Tally:
 
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
+        self.failed = asyncio.Event()  # a valid batch was refused
 
     async def ack(self, i: int) -> None:
         """Batch ``i`` was counted."""
@@ -242,6 +243,7 @@ class Tally:
         """A valid batch was refused (the run took another run's signature)."""
         async with self.changed:
             self.wrong.append(str(refusal))
+            self.failed.set()
             self.changed.notify_all()
 
     async def created(self, create: Awaitable[object]) -> None:
@@ -250,10 +252,24 @@ class Tally:
             await create
             self.since_created = 0
 
-    async def wait_for_batches(self, count: int) -> None:
-        """Until the current run counted ``count`` batches; fails at once on a wrong refusal."""
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.since_created >= count or bool(self.wrong))
+    async def wait_for_batches(self, count: int, stored: Callable[[], Awaitable[int]]) -> None:
+        """Until the current run holds ``count`` batches (acknowledgements wake the check,
+        ``stored`` says how many the run holds); fails at once on a wrong refusal."""
+        while True:
+            async with self.changed:
+                await self.changed.wait_for(
+                    lambda: self.since_created >= count or bool(self.wrong))
+                assert not self.wrong, f"a valid batch was refused: {self.wrong[0]}"
+                self.since_created = await stored()  # an acknowledgement may be the last run's
+                if self.since_created >= count:
+                    return
+
+    async def unless_failed(self, waiting: Awaitable[object]) -> None:
+        """Wait for ``waiting``; fail at once on a wrong refusal instead."""
+        tasks = [asyncio.ensure_future(waiting), asyncio.ensure_future(self.failed.wait())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
         assert not self.wrong, f"a valid batch was refused: {self.wrong[0]}"
 
 
@@ -313,15 +329,19 @@ def test_concurrent_recreation_never_moves_a_batch_between_runs(settings: Settin
                             acked.append((j, attempt))
                             await tally.ack(j)
 
+            async def stored() -> int:
+                return (await other.get(run_id)).aggregate.batches
+
             async def recreate() -> None:
                 for k in range(generations):
                     options = DEFINITIONS[k % 2]
                     await tally.created(other.create(LOSS, options, run_id=run_id))
                     if k:
                         gate.release()  # the batch held under the previous run goes on
-                    await tally.wait_for_batches(5)
+                    await tally.wait_for_batches(5, stored)
                     gate.hold()
-                    await gate.held.wait()  # a writer's batch, validated, waits to be written
+                    # a writer's batch, validated and computed, waits to be written
+                    await tally.unless_failed(gate.held.wait())
                     await other.finish(run_id)
                     view = await other.get(run_id)
                     snapshot = await other.store.load(run_id)
