@@ -177,8 +177,8 @@ def from_bytes(dtype: Any, shape: Sequence[Any], raw: bytes | memoryview, field:
     return array if carrier.isnative else array.astype(carrier.newbyteorder("="))
 
 
-def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any], field: str,
-                limits: Limits) -> np.ndarray:
+def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any] | np.ndarray,
+                field: str, limits: Limits) -> np.ndarray:
     """A flat list of numbers (non-finite as strings) in row-major order."""
     carrier = _numpy_dtype(dtype, field)
     dims = check_shape(shape, field, limits)
@@ -256,6 +256,8 @@ def _to_array(values: Any, field: str, dtype: Any = None) -> np.ndarray:
 
 
 def _json_depth_ok(obj: Any, limit: int) -> bool:
+    if isinstance(obj, np.ndarray):  # a regular list, read by a JSON reader as an array
+        return obj.ndim <= limit
     depth = 0
     while isinstance(obj, list):
         depth += 1
@@ -271,8 +273,9 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
 
     ``obj`` is a nested list, or an object with ``dtype``, ``shape`` and ``data`` or ``b64``
     (see the module docstring). A nested list of integers becomes float64 when ``spec`` is a
-    float tensor or an input. Raises ``InvalidArgument`` naming ``field``, or
-    ``PayloadTooLarge`` beyond ``limits``.
+    float tensor or an input. A list may also come as the NumPy array ``np.asarray`` makes of
+    it (:mod:`lossd.api.rest.jsonnumbers` reads long numeric lists so), with the same result.
+    Raises ``InvalidArgument`` naming ``field``, or ``PayloadTooLarge`` beyond ``limits``.
 
     Example:
         >>> limits = Limits(max_tensor_elements=100, max_ndim=4)
@@ -304,13 +307,13 @@ def from_json(obj: Any, field: str, spec: TensorSpec | None, limits: Limits
             if raw is None:
                 raise _fail(field, "b64 is not valid base64")
             return from_bytes(dtype, shape, raw, field, limits), Encoding.B64, dtype == BFLOAT16
-        if not isinstance(obj["data"], list):
+        if not isinstance(obj["data"], (list, np.ndarray)):
             raise _fail(field, "data must be a flat list of numbers")
         return (from_values(dtype, shape, obj["data"], field, limits), Encoding.DATA,
                 dtype == BFLOAT16)
     if isinstance(obj, str):  # a 0-d tensor written as a string
         obj = number_string(obj, field)
-    if isinstance(obj, (list, int, float)) and not isinstance(obj, bool):
+    if isinstance(obj, (list, np.ndarray, int, float)) and not isinstance(obj, bool):
         if not _json_depth_ok(obj, limits.max_ndim):
             raise _fail(field, f"at most {limits.max_ndim} dimensions")
         array = _to_array(obj, field)

@@ -22,7 +22,7 @@ from tests.support.server import start_server
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = {"fastapi", "starlette", "uvicorn", "uvloop", "httptools", "redis",
                "prometheus-client", "pydantic", "pydantic-settings", "orjson", "pybase64",
-               "grpcio-health-checking", "grpcio-reflection"}
+               "pysimdjson", "grpcio-health-checking", "grpcio-reflection"}
 
 USE = """
 import sys
@@ -53,7 +53,7 @@ with lossd.Client(url) as rest, lossd.GrpcClient(target) as rpc:
         except lossd.LossdError as error:
             assert error.code == "NOT_FOUND", error
 loaded = {"fastapi", "uvicorn", "prometheus_client", "redis", "pydantic", "orjson",
-          "pybase64"} & set(sys.modules)
+          "pybase64", "simdjson"} & set(sys.modules)
 assert not loaded, loaded
 """
 

@@ -100,8 +100,11 @@ def wire_dtype(datatype: Any, field: str) -> str:
                               f"got {str(datatype)[:64]!r}", field=field) from None
 
 
-def flatten(data: Any, field: str) -> list[Any]:
-    """V2 JSON tensor data: a flat or nested list, row-major."""
+def flatten(data: Any, field: str) -> Sequence[Any] | np.ndarray:
+    """V2 JSON tensor data: a flat or nested list (or the regular array a JSON reader made of
+    one), row-major."""
+    if isinstance(data, np.ndarray):
+        return data.ravel()
     if not isinstance(data, list):
         raise InvalidArgument(f"{field}: data must be a (nested) list of values", field=field)
     values: list[Any] = data
@@ -119,8 +122,8 @@ def builder(name: str, version: str | None, limits: codec.Limits) -> CallBuilder
 
 
 def add_input(call: CallBuilder, name: Any, datatype: Any, shape: Any, *,
-              raw: bytes | memoryview | None = None, values: Sequence[Any] | None = None
-              ) -> None:
+              raw: bytes | memoryview | None = None,
+              values: Sequence[Any] | np.ndarray | None = None) -> None:
     """Decode one input tensor from raw little-endian bytes or a flat list of values."""
     if not isinstance(name, str) or not name:
         raise MalformedRequest("inputs: every input needs a name", field="inputs")

@@ -43,7 +43,7 @@ import orjson
 
 from ... import codec
 from ...errors import MalformedRequest, cut, shown
-from . import depth
+from . import depth, jsonnumbers
 
 KEY = b'"b64"'
 _MARKER = "lossd-b64-cut:"  # placeholders are MARKER + index: not base64 (":" and "-")
@@ -57,12 +57,18 @@ def loads(body: bytes, max_depth: int) -> Any:
 
     Raises ``MalformedRequest`` for a body nested too deep or not JSON, with the messages of
     the plain parse; ``b64`` strings that are not strict base64 stay strings (the codec refuses
-    them).
+    them). A body without ``b64`` has its long numeric arrays read straight into NumPy arrays
+    (:mod:`.jsonnumbers`).
     """
     if KEY in body:
         sliced = _loads_sliced(body, max_depth)
         if sliced is not None:
             return sliced[0]
+    else:
+        numbers = jsonnumbers.loads(body)
+        if numbers is not None:
+            depth.check_json_depth(numbers[1], max_depth)  # as deep as the body
+            return numbers[0]
     return loads_plain(body, max_depth)
 
 

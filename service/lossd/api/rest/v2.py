@@ -34,7 +34,7 @@ from ...losses import Result
 from ...settings import Settings
 from .. import v2
 from ..numbers import bool_value, int_value, parse_int
-from . import depth, openapi
+from . import depth, jsonnumbers, openapi
 from .body import read_body, request_timeout
 from .disconnect import run_watching_client
 from .guard import JSON, Guard, json_response, v2_error
@@ -46,19 +46,27 @@ BINARY_OUTPUT = "binary_data_output"
 OCTETS = "application/octet-stream"
 
 
-def parse_header(raw: bytes) -> dict[str, Any]:
-    """The JSON inference header. Python's json is the fallback for the bare ``NaN`` and
-    ``Infinity`` tokens that tritonclient writes for non-finite JSON data."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+def parse_header(raw: bytes, max_depth: int) -> dict[str, Any]:
+    """The JSON inference header (long numeric ``data`` read straight into NumPy arrays by
+    :mod:`.jsonnumbers`), nested at most ``max_depth`` deep. Python's json is the fallback for
+    the bare ``NaN`` and ``Infinity`` tokens that tritonclient writes for non-finite JSON
+    data."""
+    numbers = jsonnumbers.loads(raw)
+    if numbers is not None:
+        obj, stand_in = numbers
+    else:
+        stand_in = raw
         try:
-            obj = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedRequest(f"body: not valid JSON ({str(exc)[:200]})",
-                                   field="body") from None
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise MalformedRequest(f"body: not valid JSON ({str(exc)[:200]})",
+                                       field="body") from None
     if not isinstance(obj, dict):
         raise MalformedRequest("body: expected a JSON object", field="body")
+    depth.check_json_depth(stand_in, max_depth)  # valid JSON: a true answer
     return obj
 
 
@@ -91,8 +99,7 @@ class InferRequest:
         else:
             length = parse_int(header_length, field=HEADER_LENGTH, low=0, high=len(body))
             header, binary = body[:length], memoryview(body)[length:]
-        obj = parse_header(header)
-        depth.check_json_depth(header, settings.max_json_depth)  # valid JSON: a true answer
+        obj = parse_header(header, settings.max_json_depth)
         for key in obj:
             if key not in HEADER_FIELDS:
                 raise MalformedRequest(f"{str(key)[:64]}: unknown field; expected "
