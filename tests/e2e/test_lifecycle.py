@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import threading
 import time
@@ -15,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from lossd.client import AsyncGrpcClient, GrpcClient, LossdError
+from tests.support.scale_load import HEALTH_CHECKED
 from tests.support.slow import SMALL_MSE, slow_ctc_body
 
 
@@ -137,11 +137,6 @@ def test_sigterm_drains_under_load(spawn) -> None:
     assert s.terminate(timeout=30) == 0
     assert time.monotonic() - started < 30
 
-
-# round_robin with client-side health checking (grpc.health.v1 Watch on the whole server):
-# a replica that reports NOT_SERVING gets no more calls
-HEALTH_CHECKED = json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
-                             "healthCheckConfig": {"serviceName": ""}})
 
 
 def test_sigterm_keeps_answering_until_clients_moved_away(spawn) -> None:

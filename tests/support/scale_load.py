@@ -6,12 +6,13 @@ JSON file.
 
 CONFIG: {"role": ..., "out": path, "stop": path, "seed": int, ...}. Roles:
 
-- ``rest`` / ``grpc`` (``lossd.Client`` / ``lossd.GrpcClient`` to ``target``) and ``v2-http``
-  / ``v2-grpc`` (tritonclient): a steady mix of small (``mse``, 4x3 float64) and large
-  (``cross_entropy``, 256x64 float32 with its gradient) computes, each answer checked against
-  ``lossd.losses.compute`` in this process. Every call is recorded: start, end, outcome, and
-  the failed attempts the client retried (lossd's clients retry UNAVAILABLE and refused
-  connections with backoff within the call's deadline; for tritonclient, which does not
+- ``rest`` / ``grpc`` (``lossd.Client`` / ``lossd.GrpcClient`` to ``target``; with
+  ``health_check``, gRPC's client-side health checking on, for a target listing the replicas
+  themselves) and ``v2-http`` / ``v2-grpc`` (tritonclient): a steady mix of small (``mse``, 4x3
+  float64) and large (``cross_entropy``, 256x64 float32 with its gradient) computes, each answer
+  checked against ``lossd.losses.compute`` in this process. Every call is recorded: start, end,
+  outcome, and the failed attempts the client retried (lossd's clients retry UNAVAILABLE and
+  refused connections with backoff within the call's deadline; for tritonclient, which does not
   retry, this module retries the same: 502/503/UNAVAILABLE and refused connections).
 - ``runs``: an evaluation run fed by ``workers`` threads (half REST, half gRPC), each sending
   its own batches ``w<k>/<i>`` one after another; a batch that fails for any reason is sent
@@ -93,9 +94,17 @@ def close(got: np.ndarray, want: np.ndarray) -> bool:
         np.allclose(got, want, rtol=rtol, atol=1e-30))
 
 
-def lossd_caller(kind: str, target: str) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+# round_robin with client-side health checking (grpc.health.v1 Watch): a replica that reports
+# NOT_SERVING (draining) gets no more calls from this client, before its connections close
+HEALTH_CHECKED = json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
+                             "healthCheckConfig": {"serviceName": ""}})
+
+
+def lossd_caller(kind: str, target: str, health_check: bool = False
+                 ) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+    options = [("grpc.service_config", HEALTH_CHECKED)] if health_check else []
     client = counting(Client(target, timeout=TIMEOUT) if kind == "rest"
-                      else GrpcClient(target, timeout=TIMEOUT))
+                      else GrpcClient(target, timeout=TIMEOUT, options=options))
 
     def call(case: dict[str, Any]) -> tuple[Any, Any]:
         result = client.compute(case["loss"], grad=case["grad"], **case["arrays"])
@@ -160,7 +169,8 @@ def v2_caller(kind: str, target: str) -> Callable[[dict[str, Any]], tuple[Any, A
 def compute_role(config: dict[str, Any]) -> dict[str, Any]:
     kind = config["role"]
     pool = cases(config["seed"])
-    call = (v2_caller if kind.startswith("v2") else lossd_caller)(kind, config["target"])
+    call = (v2_caller(kind, config["target"]) if kind.startswith("v2")
+            else lossd_caller(kind, config["target"], config.get("health_check", False)))
     stop = Path(config["stop"])
     calls = []
     i = 0
