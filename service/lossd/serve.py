@@ -217,10 +217,12 @@ async def _serve(settings: Settings, metrics: Metrics, stop: asyncio.Event | Non
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
 
+    loop = asyncio.get_running_loop()
+    handled: tuple[signal.Signals, ...] = ()
     if stop is None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        handled = (signal.SIGTERM, signal.SIGINT)
+        for sig in handled:
             loop.add_signal_handler(sig, stop.set)
     while not http.started and not http_task.done():
         await asyncio.sleep(0.01)
@@ -246,6 +248,9 @@ async def _serve(settings: Settings, metrics: Metrics, stop: asyncio.Event | Non
         await http_task
     log.info("stopped %.2f s after the signal (drain: %s)", time.perf_counter() - started,
              "all work finished" if finished else "grace ran out")
+    for sig in handled:  # closing the loop would restore the default action: a second SIGTERM
+        loop.remove_signal_handler(sig)  # while the process exits would end it with -15
+        signal.signal(sig, signal.SIG_IGN)
     return 0 if finished else 1
 
 

@@ -187,3 +187,16 @@ def test_sigterm_keeps_answering_until_clients_moved_away(spawn) -> None:
     codes = {code for _, code in outcomes}
     assert codes == {"OK"}, [o for o in outcomes if o[1] != "OK"][:5]
     assert sum(signalled < t < closed for t, _ in outcomes) > 0  # served by the other one
+
+
+def test_repeated_sigterm_still_exits_0(spawn) -> None:
+    """SIGTERM again and again (an impatient supervisor): one drain, exit code 0, even for a
+    signal that arrives while the process exits."""
+    s = spawn()
+    signals = 0
+    while s.process.poll() is None:
+        s.process.send_signal(signal.SIGTERM)
+        signals += 1
+        time.sleep(0.005)
+    assert s.process.returncode == 0, s.log()
+    assert signals > 1 and s.log().count("draining (grace") == 1
