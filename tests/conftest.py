@@ -5,15 +5,18 @@ Hypothesis runs derandomized (the same examples on every run), so CI is reproduc
 is a fact about the code, not about a draw. ``make fuzz`` draws a seed per run
 (``LOSSD_FUZZ_SEED``, printed, and replayed by setting it again); ``LOSSD_FUZZ_RANDOM=1``
 explores fresh examples (tests/support/fuzzing.py).
+
+In CI (``LOSSD_CI=1``, set by .ci/run) a skipped test fails, except the documented skips of
+tests that need torch (tests/support/tools.py, docs/testing.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.support import fuzzing
+from tests.support import fuzzing, tools
 from tests.support.server import RunningServer, start_server
 
 fuzzing.configure_profile()
@@ -25,6 +28,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return fuzzing.header()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    tools.fail_unexpected_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector
+                               ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    tools.fail_unexpected_skip(report)
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -55,8 +55,9 @@ log = logging.getLogger("lossd")
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", "LOSSD_"))
 # LOSSD_* names that lossd's own tools read and the server does not: the CLI's API key, and the
-# test suite's fuzzing knobs (``make fuzz`` sets them in the environment its servers inherit)
-NOT_SETTINGS = ("LOSSD_API_KEY", "LOSSD_FUZZ_")
+# test suite's knobs, which the servers it starts inherit (``make fuzz``'s LOSSD_FUZZ_*, and
+# LOSSD_CI, which .ci/run sets so that a missing test tool fails)
+NOT_SETTINGS = ("LOSSD_API_KEY", "LOSSD_FUZZ_", "LOSSD_CI")
 # Kubernetes' service links: a Service named lossd (deploy/k8s) gives the pods of its namespace
 # LOSSD_SERVICE_HOST, LOSSD_SERVICE_PORT[_HTTP], LOSSD_PORT=tcp://..., LOSSD_PORT_8000_TCP[_ADDR]
 # and so on (lossd-foo: LOSSD_FOO_...); a bare ..._PORT only with its tcp:// value

@@ -9,15 +9,13 @@ the key the console was given). Every page is watched: a request for anything ou
 origin fails the test.
 
 Screenshots go to docs/img/console-*.png (the README shows them). Without chromium the tests
-skip, except in CI (``CI`` set), where .ci/run installs it: there they fail.
+skip, except in CI, where .ci/run installs it: there they fail (tests/support/tools.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,20 +32,19 @@ from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import Client
 from lossd.losses import REGISTRY, compute
+from tests.support import tools
 from tests.support.server import ROOT, RunningServer, start_server
 
-CHROMIUM = shutil.which("chromium")
+CHROMIUM = tools.which("chromium")
 IMG = ROOT / "docs" / "img"
 KEY = "console-test-key"
 
-if CHROMIUM is None and not os.environ.get("CI"):
-    pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does)",
-                allow_module_level=True)
+if CHROMIUM is None:
+    tools.missing("chromium is not installed (apt-get install -y chromium)", module=True)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM, "chromium is missing in CI: .ci/run installs it with apt"
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=["--no-sandbox"])

@@ -1,4 +1,5 @@
-"""Fixtures of the run tests: a private ``redis-server`` (installed with apt when missing)."""
+"""Fixtures of the run tests: a private ``redis-server`` (installed with apt when missing; where
+that cannot be done the tests skip, except in CI: tests/support/tools.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import tools
 from tests.support.server import free_port
 
 
@@ -29,7 +31,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server on a free loopback port (no persistence: lossd is what dies)."""
     binary = _redis_server_binary()
     if binary is None:
-        pytest.skip("redis-server is not installed and apt-get cannot install it here")
+        tools.missing("redis-server is not installed and apt-get cannot install it here")
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     log = (folder / "redis.log").open("w")

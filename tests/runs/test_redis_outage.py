@@ -4,7 +4,6 @@ data: an append-only file), each batch still counted once."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import lossd
 from lossd.errors import Unavailable
 from tests.runs.conftest import _redis_server_binary
+from tests.support import tools
 from tests.support.server import RunningServer, free_port
 
 
@@ -56,8 +56,8 @@ class Redis:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[Redis]:
     binary = _redis_server_binary()
-    if binary is None or not shutil.which(binary):
-        pytest.skip("redis-server is not installed and apt-get cannot install it here")
+    if binary is None:
+        tools.missing("redis-server is not installed and apt-get cannot install it here")
     server = Redis(binary, tmp_path)
     server.start()
     yield server

