@@ -5,6 +5,7 @@ and batch ids behave (idempotent retries, conflicts, finish, expected counts, de
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import zlib
 from collections.abc import Iterator
@@ -139,6 +140,8 @@ def test_grpc_stream_refuses_mismatches_and_counts_the_rest(lossd: RunningServer
     assert "input float64[N, 4]" in answers[1].error.message
     assert answers[6].error.code == "NOT_FOUND"
     aggregate = answers[-1].aggregate
+    assert [r.index for r in aggregate.refused] == [1, 2, 3, 4, 5, 6]  # never a silent gap
+    assert [r.error for r in aggregate.refused] == [a.error for a in answers[1:7]]
     whole = {k: np.concatenate([g[k] for g in good]) for k in good[0]}
     assert aggregate.batches == 3 and aggregate.samples == 9 and aggregate.elements == 27
     value = np.frombuffer(aggregate.value.raw, np.float64)[0]
@@ -149,7 +152,7 @@ def test_empty_stream_answers_an_empty_aggregate(lossd: RunningServer) -> None:
     with grpc.insecure_channel(lossd.grpc_target) as channel:
         answers = list(pb_grpc.LossServiceStub(channel).ComputeStream(iter([])))
     assert [a.WhichOneof("result") for a in answers] == ["aggregate"]
-    assert answers[0].aggregate.batches == 0
+    assert answers[0].aggregate.batches == 0 and not answers[0].aggregate.refused
 
 
 def test_async_grpc_evaluate(lossd: RunningServer) -> None:
@@ -177,12 +180,48 @@ def test_rest_stream_with_curl_style_ndjson(lossd: RunningServer) -> None:
     body = r.json()
     assert body["results"][0] == {"loss": 2.5, "dtype": "float64"}
     assert [list(x) for x in body["results"][1:3]] == [["error"], ["error"]]
+    refused = body["aggregate"].pop("refused")  # the batches left out: never a silent gap
+    assert refused == [{"index": 1, **body["results"][1]["error"]},
+                       {"index": 2, **body["results"][2]["error"]}]
+    assert [r["code"] for r in refused] == ["INVALID_ARGUMENT", "INVALID_ARGUMENT"]
     assert body["aggregate"] == {"loss": "mse", "reduction": "mean", "value": 5.0,
                                  "dtype": "float64", "batches": 2, "samples": 3,
                                  "elements": 6, "sum": 30.0, "weight": 6.0}
     assert httpx.post(f"{lossd.url}/v1/losses/nope/stream", content=b"").status_code == 404
     with Client(lossd.url) as client, pytest.raises(LossdError, match="batch 1"):
         client.evaluate("mse", [_x(2), _x(2, d=5)])
+
+
+def test_torch_warnings_travel_with_answers_and_streams(lossd: RunningServer) -> None:
+    """torch warns of mse with a target that broadcasts to another size, and of kl_div's
+    'mean': each answer carries the text (REST ``warnings``, gRPC ``warnings``), streamed
+    batches' answers too."""
+    x, y = np.zeros((3, 4)), np.ones((3, 1))
+    expected = compute("mse", {"input": x, "target": y}).warnings
+    assert expected and expected[0].startswith("Using a target size (torch.Size([3, 1]))")
+    r = httpx.post(f"{lossd.url}/v1/losses/mse",
+                   json={"inputs": {"input": x.tolist(), "target": y.tolist()}})
+    assert r.status_code == 200 and r.json()["warnings"] == list(expected), r.text
+    plain = httpx.post(f"{lossd.url}/v1/losses/mse", json={"inputs": {
+        "input": x.tolist(), "target": x.tolist()}}).json()
+    assert "warnings" not in plain
+    p = np.full((2, 3), 1 / 3)
+    kl_div = compute("kl_div", {"input": np.log(p), "target": p}).warnings
+    assert kl_div and kl_div[0].startswith("reduction: 'mean' divides the total loss")
+    line = json.dumps({"inputs": {"input": np.log(p).tolist(), "target": p.tolist()}})
+    r = httpx.post(f"{lossd.url}/v1/losses/kl_div/stream", content=f"{line}\n{line}".encode())
+    assert [a["warnings"] for a in r.json()["results"]] == [list(kl_div)] * 2, r.text
+    with grpc.insecure_channel(lossd.grpc_target) as channel:
+        stub = pb_grpc.LossServiceStub(channel)
+        request = grpc_request("mse", False, {"input": x, "target": y})
+        assert list(stub.Compute(request).warnings) == list(expected)
+        request = grpc_request("kl_div", False, {"input": np.log(p), "target": p})
+        answers = list(stub.ComputeStream(iter([request, request])))
+    assert [list(a.response.warnings) for a in answers[:2]] == [list(kl_div)] * 2
+    with Client(lossd.url) as rest, GrpcClient(lossd.grpc_target) as native:
+        for client in (rest, native):
+            assert client.compute("mse", input=x, target=y).warnings == expected
+            assert client.compute("mse", input=x, target=x).warnings == ()
 
 
 def _client(lossd: RunningServer, transport: str) -> Client | GrpcClient:

@@ -28,10 +28,13 @@ from ..losses import REGISTRY
 @dataclass(frozen=True)
 class LossResult:
     """One answer: ``loss`` (0-d unless ``reduction="none"``, torch's result dtype; bfloat16
-    answers as float32 holding bfloat16 values) and ``grads`` by tensor name (with grad=True)."""
+    answers as float32 holding bfloat16 values), ``grads`` by tensor name (with grad=True) and
+    ``warnings``, the texts of what torch warns of the call (a target broadcast to another
+    size, kl_div's ``mean``)."""
 
     loss: np.ndarray
     grads: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

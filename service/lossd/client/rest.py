@@ -95,7 +95,8 @@ def _segment(text: str) -> str:
 def _result(body: dict[str, Any]) -> LossResult:
     dtype = body.get("dtype", "float64")
     return LossResult(rest_array(body["loss"], dtype),
-                      {k: rest_array(v) for k, v in (body.get("grads") or {}).items()})
+                      {k: rest_array(v) for k, v in (body.get("grads") or {}).items()},
+                      tuple(body.get("warnings") or ()))
 
 
 def _compute_body(loss: str, arguments: dict[str, Any], grad: bool) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def grpc_request(loss: str, grad: bool, tensors_and_options: dict[str, Any]
 
 def _result(response: pb.ComputeResponse) -> LossResult:
     return LossResult(grpc_array(response.loss),
-                      {k: grpc_array(v) for k, v in response.grads.items()})
+                      {k: grpc_array(v) for k, v in response.grads.items()},
+                      tuple(response.warnings))
 
 
 def rpc_error(error: grpc.RpcError, what: str) -> LossdError:

@@ -5,13 +5,15 @@
 batch's :class:`~lossd.losses.Signature` (loss, options, dtypes, per-sample
 shapes), computed by the batching engine like any request, and its sufficient statistics kept;
 :meth:`StreamEvaluation.result` is the loss of the whole stream, equal to one call on the
-concatenated batches. A batch that fails (bad input, mismatch, queue full) is not counted.
+concatenated batches. A batch that fails (bad input, mismatch, queue full) is not counted,
+and the frontend says so with :meth:`StreamEvaluation.refuse`: the stream's answer lists every
+refused batch by its position, with its error, beside the aggregate (never a silent gap).
 """
 
 from __future__ import annotations
 
 from ..calls import Call
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, LossdError
 from ..losses import Aggregate, Result, Signature, Stats, signature
 from .batcher import Engine
 
@@ -26,6 +28,7 @@ class StreamEvaluation:
         self.empty_mean = float("nan")
         self.signature: Signature | None = None
         self.parts: list[Stats] = []
+        self.refused: list[tuple[int, LossdError]] = []  # (position in the stream, why)
 
     async def add(self, request: Call) -> Result:
         """Compute one batch and count it; raises (and counts nothing) on any error."""
@@ -46,6 +49,10 @@ class StreamEvaluation:
         assert result.stats is not None
         self.parts.append(result.stats)
         return result
+
+    def refuse(self, index: int, error: LossdError) -> None:
+        """Note that the stream's batch at ``index`` (from 0) was refused, and why."""
+        self.refused.append((index, error))
 
     def result(self) -> Aggregate:
         """The stream's loss so far (no batch: an empty float32 ``mean``, like torch)."""

@@ -60,6 +60,13 @@ AGGREGATE_SCHEMA: dict[str, Any] = {
                    "batches": {"type": "integer"}, "samples": {"type": "integer"},
                    "elements": {"type": "integer"}, "sum": schema.NUMBER,
                    "weight": schema.NUMBER}}
+STREAM_AGGREGATE_SCHEMA: dict[str, Any] = {**AGGREGATE_SCHEMA, "properties": {
+    **AGGREGATE_SCHEMA["properties"],
+    "refused": {"type": "array", "description": "the batches left out of the aggregate: each "
+                "one's position in the stream (from 0) and its error",
+                "items": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "code": {"type": "string"},
+                    "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}}
 RUN_SCHEMA: dict[str, Any] = {
     "type": "object", "properties": {
         "run_id": {"type": "string"}, "loss": {"type": "string"}, "options": {"type": "object"},
@@ -150,10 +157,11 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
 
     @app.post("/v1/losses/{name}/stream", tags=["evaluation"],
               summary="A dataset-level loss over a stream of batches (NDJSON upload)",
-              responses={**_ok("each batch's answer, in order, and the aggregate", {
+              responses={**_ok("each batch's answer (or error), in order, and the aggregate "
+                               "over the counted batches, listing the refused ones", {
                   "type": "object", "properties": {
                       "results": {"type": "array", "items": {"type": "object"}},
-                      "aggregate": AGGREGATE_SCHEMA}}), **schema.ERRORS},
+                      "aggregate": STREAM_AGGREGATE_SCHEMA}}), **schema.ERRORS},
               openapi_extra={"requestBody": {"required": True, "content": {
                   NDJSON: {"schema": NDJSON_BODY},
                   "text/plain": {"schema": NDJSON_BODY, "example": '{"inputs": {"input": '
@@ -169,12 +177,15 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
                     call = decode_call(name, parse_json(line, settings), limits, timeout=timeout)
                     results.append(encode_answer(call, await evaluation.add(call)))
                 except LossdError as error:
+                    evaluation.refuse(len(results), error)
                     results.append({"error": error.to_dict()})
             if not results:
                 raise MalformedRequest("body: expected one compute body per line; got none",
                                        field="body")
-            return json_response({"results": results,
-                                  "aggregate": aggregate_json(evaluation.result())})
+            refused = [{"index": index, **error.to_dict()}
+                       for index, error in evaluation.refused]
+            return json_response({"results": results, "aggregate": {
+                **aggregate_json(evaluation.result()), "refused": refused}})
         return await guard(name, request, handle)
 
     @app.post("/v1/runs", tags=["evaluation"], summary="Create an evaluation run",

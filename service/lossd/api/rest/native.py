@@ -57,8 +57,9 @@ def decode_call(loss: str, body: Any, limits: codec.Limits, where: str = "",
 
 
 def encode_answer(call: Call, result: Result) -> dict[str, Any]:
-    """``{"loss": number | tensor, "dtype": the loss's dtype, "grads": {name: tensor}?}`` in
-    the call's encoding (``dtype`` says what a JSON number stands for, e.g. float32)."""
+    """``{"loss": number | tensor, "dtype": the loss's dtype, "grads": {name: tensor}?,
+    "warnings": [text]?}`` in the call's encoding (``dtype`` says what a JSON number stands
+    for, e.g. float32; ``warnings``, when torch warns of the call, its texts)."""
     encoding = codec.Encoding.LIST if result.loss.ndim == 0 else call.encoding  # 0-d: a number
     loss = codec.to_json(result.loss, encoding, call.loss_bfloat16)
     dtype = "bfloat16" if call.loss_bfloat16 else (codec.DTYPE_NAMES.get(result.loss.dtype)
@@ -67,6 +68,8 @@ def encode_answer(call: Call, result: Result) -> dict[str, Any]:
     if call.grad:
         body["grads"] = {name: codec.to_json(g, call.encoding, name in call.bfloat16)
                          for name, g in result.grads.items()}
+    if result.warnings:
+        body["warnings"] = list(result.warnings)
     return body
 
 

@@ -158,6 +158,8 @@ class ComputeResponse(BaseModel):
     loss: Any = Field(description="a number, or a tensor when reduction='none'")
     dtype: str = Field(description="the loss's dtype (torch's result dtype), e.g. float32")
     grads: dict[str, Any] | None = Field(None, description="gradients, when grad=true")
+    warnings: list[str] | None = Field(None, description="what torch warns of this call, in "
+                                       "torch's words (absent when it does not warn)")
 
 
 class BatchResponse(BaseModel):

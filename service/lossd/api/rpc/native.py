@@ -48,12 +48,19 @@ def decode_call(request: pb.ComputeRequest, inputs: Mapping[str, Any], limits: c
 
 
 def encode_answer(call: Call, result: Result) -> pb.ComputeResponse:
-    """The loss and gradients in the form (raw or packed) of the call's first tensor."""
+    """The loss and gradients in the form (raw or packed) of the call's first tensor, and the
+    texts of torch's warnings for the call."""
     raw = call.encoding is not codec.Encoding.DATA
-    response = pb.ComputeResponse(loss=encode_tensor(result.loss, raw, call.loss_bfloat16))
+    response = pb.ComputeResponse(loss=encode_tensor(result.loss, raw, call.loss_bfloat16),
+                                  warnings=result.warnings)
     for name, g in result.grads.items():
         response.grads[name].CopyFrom(encode_tensor(g, raw, name in call.bfloat16))
     return response
+
+
+def error_message(error: LossdError) -> pb.Error:
+    """An error inside a stream as its ``Error`` message."""
+    return pb.Error(code=error.code.value, message=error.message, field=error.field or "")
 
 
 class LossService:
@@ -80,10 +87,12 @@ class LossService:
                             ) -> AsyncIterator[pb.StreamResponse]:
         """One answer per request, in order; a bad request (or one whose loss, options, dtypes
         or per-sample shapes differ from the first) answers an Error, is not counted, and the
-        stream goes on. When the client half-closes: the Aggregate over the counted batches."""
+        stream goes on. When the client half-closes: the Aggregate over the counted batches,
+        listing the refused ones (``refused``: position and Error)."""
         evaluation = StreamEvaluation(self.engine)
+        index = -1
         async for data in requests:
-            started, loss = time.perf_counter(), "unknown"
+            started, loss, index = time.perf_counter(), "unknown", index + 1
             try:
                 request, inputs = wire.compute_request(pb.ComputeRequest, data)
                 loss = request.loss
@@ -91,13 +100,15 @@ class LossService:
                 response = encode_answer(call, await evaluation.add(call))
             except LossdError as error:
                 answered(self.metrics, loss, PROTOCOL, error, started)
-                yield pb.StreamResponse(error=pb.Error(code=error.code.value,
-                                                       message=error.message,
-                                                       field=error.field or ""))
+                evaluation.refuse(index, error)
+                yield pb.StreamResponse(error=error_message(error))
             else:
                 answered(self.metrics, loss, PROTOCOL, None, started)
                 yield pb.StreamResponse(response=response)
-        yield pb.StreamResponse(aggregate=encode_aggregate(evaluation.result()))
+        aggregate = encode_aggregate(evaluation.result())
+        aggregate.refused.extend(pb.RefusedBatch(index=i, error=error_message(error))
+                                 for i, error in evaluation.refused)
+        yield pb.StreamResponse(aggregate=aggregate)
 
     @guarded(None)
     async def ListLosses(self, data: bytes, context: Context, label: Label

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14lossd/v1/lossd.proto\x12\x08lossd.v1\"\x80\x01\n\x06Tensor\x12\x1e\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0f.lossd.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64ouble_data\x18\x04 \x03(\x01\x12\x12\n\nint64_data\x18\x05 \x03(\x03\x12\x11\n\tbool_data\x18\x06 \x03(\x08\"\x8e\x01\n\x0bOptionValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04\x66lag\x18\x03 \x01(\x08H\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12\"\n\x06tensor\x18\x05 \x01(\x0b\x32\x10.lossd.v1.TensorH\x00\x12\x0e\n\x04null\x18\x06 \x01(\x08H\x00\x42\x06\n\x04kind\"\xa2\x02\n\x0e\x43omputeRequest\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x34\n\x06inputs\x18\x02 \x03(\x0b\x32$.lossd.v1.ComputeRequest.InputsEntry\x12\x36\n\x07options\x18\x03 \x03(\x0b\x32%.lossd.v1.ComputeRequest.OptionsEntry\x12\x0c\n\x04grad\x18\x04 \x01(\x08\x1a?\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\xa6\x01\n\x0f\x43omputeResponse\x12\x1e\n\x04loss\x18\x01 \x01(\x0b\x32\x10.lossd.v1.Tensor\x12\x33\n\x05grads\x18\x02 \x03(\x0b\x32$.lossd.v1.ComputeResponse.GradsEntry\x1a>\n\nGradsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\"5\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x9e\x01\n\tAggregate\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x11\n\treduction\x18\x02 \x01(\t\x12\x1f\n\x05value\x18\x03 \x01(\x0b\x32\x10.lossd.v1.Tensor\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x03\x12\x0f\n\x07samples\x18\x05 \x01(\x03\x12\x10\n\x08\x65lements\x18\x06 \x01(\x03\x12\x0b\n\x03sum\x18\x07 \x01(\x01\x12\x0e\n\x06weight\x18\x08 \x01(\x01\"\x95\x01\n\x0eStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x19.lossd.v1.ComputeResponseH\x00\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.lossd.v1.ErrorH\x00\x12(\n\taggregate\x18\x03 \x01(\x0b\x32\x13.lossd.v1.AggregateH\x00\x42\x08\n\x06result\"\x13\n\x11ListLossesRequest\"q\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x01(\t\x12\x0e\n\x06\x64types\x18\x04 \x03(\t\x12\x16\n\x0e\x64ifferentiable\x18\x05 \x01(\x08\x12\x10\n\x08optional\x18\x06 \x01(\x08\"/\n\nOptionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t\"\x96\x01\n\x08LossInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\r\n\x05torch\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12%\n\x07tensors\x18\x05 \x03(\x0b\x32\x14.lossd.v1.TensorInfo\x12%\n\x07options\x18\x06 \x03(\x0b\x32\x14.lossd.v1.OptionInfo\"8\n\x12ListLossesResponse\x12\"\n\x06losses\x18\x01 \x03(\x0b\x32\x12.lossd.v1.LossInfo*\x93\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT16\x10\x01\x12\x0c\n\x08\x42\x46LOAT16\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT64\x10\x04\x12\x08\n\x04INT8\x10\x05\x12\t\n\x05INT16\x10\x06\x12\t\n\x05INT32\x10\x07\x12\t\n\x05INT64\x10\x08\x12\t\n\x05UINT8\x10\t\x12\x08\n\x04\x42OOL\x10\n2\xdf\x01\n\x0bLossService\x12>\n\x07\x43ompute\x12\x18.lossd.v1.ComputeRequest\x1a\x19.lossd.v1.ComputeResponse\x12G\n\rComputeStream\x12\x18.lossd.v1.ComputeRequest\x1a\x18.lossd.v1.StreamResponse(\x01\x30\x01\x12G\n\nListLosses\x12\x1b.lossd.v1.ListLossesRequest\x1a\x1c.lossd.v1.ListLossesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14lossd/v1/lossd.proto\x12\x08lossd.v1\"\x80\x01\n\x06Tensor\x12\x1e\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0f.lossd.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64ouble_data\x18\x04 \x03(\x01\x12\x12\n\nint64_data\x18\x05 \x03(\x03\x12\x11\n\tbool_data\x18\x06 \x03(\x08\"\x8e\x01\n\x0bOptionValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04\x66lag\x18\x03 \x01(\x08H\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12\"\n\x06tensor\x18\x05 \x01(\x0b\x32\x10.lossd.v1.TensorH\x00\x12\x0e\n\x04null\x18\x06 \x01(\x08H\x00\x42\x06\n\x04kind\"\xa2\x02\n\x0e\x43omputeRequest\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x34\n\x06inputs\x18\x02 \x03(\x0b\x32$.lossd.v1.ComputeRequest.InputsEntry\x12\x36\n\x07options\x18\x03 \x03(\x0b\x32%.lossd.v1.ComputeRequest.OptionsEntry\x12\x0c\n\x04grad\x18\x04 \x01(\x08\x1a?\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\x1a\x45\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.lossd.v1.OptionValue:\x02\x38\x01\"\xb8\x01\n\x0f\x43omputeResponse\x12\x1e\n\x04loss\x18\x01 \x01(\x0b\x32\x10.lossd.v1.Tensor\x12\x33\n\x05grads\x18\x02 \x03(\x0b\x32$.lossd.v1.ComputeResponse.GradsEntry\x12\x10\n\x08warnings\x18\x03 \x03(\t\x1a>\n\nGradsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.lossd.v1.Tensor:\x02\x38\x01\"5\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\xc7\x01\n\tAggregate\x12\x0c\n\x04loss\x18\x01 \x01(\t\x12\x11\n\treduction\x18\x02 \x01(\t\x12\x1f\n\x05value\x18\x03 \x01(\x0b\x32\x10.lossd.v1.Tensor\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x03\x12\x0f\n\x07samples\x18\x05 \x01(\x03\x12\x10\n\x08\x65lements\x18\x06 \x01(\x03\x12\x0b\n\x03sum\x18\x07 \x01(\x01\x12\x0e\n\x06weight\x18\x08 \x01(\x01\x12\'\n\x07refused\x18\t \x03(\x0b\x32\x16.lossd.v1.RefusedBatch\"=\n\x0cRefusedBatch\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x1e\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.lossd.v1.Error\"\x95\x01\n\x0eStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x19.lossd.v1.ComputeResponseH\x00\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.lossd.v1.ErrorH\x00\x12(\n\taggregate\x18\x03 \x01(\x0b\x32\x13.lossd.v1.AggregateH\x00\x42\x08\n\x06result\"\x13\n\x11ListLossesRequest\"q\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x01(\t\x12\x0e\n\x06\x64types\x18\x04 \x03(\t\x12\x16\n\x0e\x64ifferentiable\x18\x05 \x01(\x08\x12\x10\n\x08optional\x18\x06 \x01(\x08\"/\n\nOptionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t\"\x96\x01\n\x08LossInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\r\n\x05torch\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12%\n\x07tensors\x18\x05 \x03(\x0b\x32\x14.lossd.v1.TensorInfo\x12%\n\x07options\x18\x06 \x03(\x0b\x32\x14.lossd.v1.OptionInfo\"8\n\x12ListLossesResponse\x12\"\n\x06losses\x18\x01 \x03(\x0b\x32\x12.lossd.v1.LossInfo*\x93\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT16\x10\x01\x12\x0c\n\x08\x42\x46LOAT16\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT64\x10\x04\x12\x08\n\x04INT8\x10\x05\x12\t\n\x05INT16\x10\x06\x12\t\n\x05INT32\x10\x07\x12\t\n\x05INT64\x10\x08\x12\t\n\x05UINT8\x10\t\x12\x08\n\x04\x42OOL\x10\n2\xdf\x01\n\x0bLossService\x12>\n\x07\x43ompute\x12\x18.lossd.v1.ComputeRequest\x1a\x19.lossd.v1.ComputeResponse\x12G\n\rComputeStream\x12\x18.lossd.v1.ComputeRequest\x1a\x18.lossd.v1.StreamResponse(\x01\x30\x01\x12G\n\nListLosses\x12\x1b.lossd.v1.ListLossesRequest\x1a\x1c.lossd.v1.ListLossesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPUTEREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_COMPUTERESPONSE_GRADSENTRY']._loaded_options = None
   _globals['_COMPUTERESPONSE_GRADSENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1537
-  _globals['_DTYPE']._serialized_end=1684
+  _globals['_DTYPE']._serialized_start=1659
+  _globals['_DTYPE']._serialized_end=1806
   _globals['_TENSOR']._serialized_start=35
   _globals['_TENSOR']._serialized_end=163
   _globals['_OPTIONVALUE']._serialized_start=166
@@ -50,25 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPUTEREQUEST_OPTIONSENTRY']._serialized_start=532
   _globals['_COMPUTEREQUEST_OPTIONSENTRY']._serialized_end=601
   _globals['_COMPUTERESPONSE']._serialized_start=604
-  _globals['_COMPUTERESPONSE']._serialized_end=770
-  _globals['_COMPUTERESPONSE_GRADSENTRY']._serialized_start=708
-  _globals['_COMPUTERESPONSE_GRADSENTRY']._serialized_end=770
-  _globals['_ERROR']._serialized_start=772
-  _globals['_ERROR']._serialized_end=825
-  _globals['_AGGREGATE']._serialized_start=828
-  _globals['_AGGREGATE']._serialized_end=986
-  _globals['_STREAMRESPONSE']._serialized_start=989
-  _globals['_STREAMRESPONSE']._serialized_end=1138
-  _globals['_LISTLOSSESREQUEST']._serialized_start=1140
-  _globals['_LISTLOSSESREQUEST']._serialized_end=1159
-  _globals['_TENSORINFO']._serialized_start=1161
-  _globals['_TENSORINFO']._serialized_end=1274
-  _globals['_OPTIONINFO']._serialized_start=1276
-  _globals['_OPTIONINFO']._serialized_end=1323
-  _globals['_LOSSINFO']._serialized_start=1326
-  _globals['_LOSSINFO']._serialized_end=1476
-  _globals['_LISTLOSSESRESPONSE']._serialized_start=1478
-  _globals['_LISTLOSSESRESPONSE']._serialized_end=1534
-  _globals['_LOSSSERVICE']._serialized_start=1687
-  _globals['_LOSSSERVICE']._serialized_end=1910
+  _globals['_COMPUTERESPONSE']._serialized_end=788
+  _globals['_COMPUTERESPONSE_GRADSENTRY']._serialized_start=726
+  _globals['_COMPUTERESPONSE_GRADSENTRY']._serialized_end=788
+  _globals['_ERROR']._serialized_start=790
+  _globals['_ERROR']._serialized_end=843
+  _globals['_AGGREGATE']._serialized_start=846
+  _globals['_AGGREGATE']._serialized_end=1045
+  _globals['_REFUSEDBATCH']._serialized_start=1047
+  _globals['_REFUSEDBATCH']._serialized_end=1108
+  _globals['_STREAMRESPONSE']._serialized_start=1111
+  _globals['_STREAMRESPONSE']._serialized_end=1260
+  _globals['_LISTLOSSESREQUEST']._serialized_start=1262
+  _globals['_LISTLOSSESREQUEST']._serialized_end=1281
+  _globals['_TENSORINFO']._serialized_start=1283
+  _globals['_TENSORINFO']._serialized_end=1396
+  _globals['_OPTIONINFO']._serialized_start=1398
+  _globals['_OPTIONINFO']._serialized_end=1445
+  _globals['_LOSSINFO']._serialized_start=1448
+  _globals['_LOSSINFO']._serialized_end=1598
+  _globals['_LISTLOSSESRESPONSE']._serialized_start=1600
+  _globals['_LISTLOSSESRESPONSE']._serialized_end=1656
+  _globals['_LOSSSERVICE']._serialized_start=1809
+  _globals['_LOSSSERVICE']._serialized_end=2032
 # @@protoc_insertion_point(module_scope)

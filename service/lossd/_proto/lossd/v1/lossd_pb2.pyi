@@ -91,7 +91,7 @@ class ComputeRequest(_message.Message):
     def __init__(self, loss: _Optional[str] = ..., inputs: _Optional[_Mapping[str, Tensor]] = ..., options: _Optional[_Mapping[str, OptionValue]] = ..., grad: bool = ...) -> None: ...
 
 class ComputeResponse(_message.Message):
-    __slots__ = ("loss", "grads")
+    __slots__ = ("loss", "grads", "warnings")
     class GradsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,9 +101,11 @@ class ComputeResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
     LOSS_FIELD_NUMBER: _ClassVar[int]
     GRADS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     loss: Tensor
     grads: _containers.MessageMap[str, Tensor]
-    def __init__(self, loss: _Optional[_Union[Tensor, _Mapping]] = ..., grads: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, loss: _Optional[_Union[Tensor, _Mapping]] = ..., grads: _Optional[_Mapping[str, Tensor]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "field")
@@ -116,7 +118,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class Aggregate(_message.Message):
-    __slots__ = ("loss", "reduction", "value", "batches", "samples", "elements", "sum", "weight")
+    __slots__ = ("loss", "reduction", "value", "batches", "samples", "elements", "sum", "weight", "refused")
     LOSS_FIELD_NUMBER: _ClassVar[int]
     REDUCTION_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class Aggregate(_message.Message):
     ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     SUM_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     loss: str
     reduction: str
     value: Tensor
@@ -133,7 +136,16 @@ class Aggregate(_message.Message):
     elements: int
     sum: float
     weight: float
-    def __init__(self, loss: _Optional[str] = ..., reduction: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ..., batches: _Optional[int] = ..., samples: _Optional[int] = ..., elements: _Optional[int] = ..., sum: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
+    refused: _containers.RepeatedCompositeFieldContainer[RefusedBatch]
+    def __init__(self, loss: _Optional[str] = ..., reduction: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ..., batches: _Optional[int] = ..., samples: _Optional[int] = ..., elements: _Optional[int] = ..., sum: _Optional[float] = ..., weight: _Optional[float] = ..., refused: _Optional[_Iterable[_Union[RefusedBatch, _Mapping]]] = ...) -> None: ...
+
+class RefusedBatch(_message.Message):
+    __slots__ = ("index", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    error: Error
+    def __init__(self, index: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("response", "error", "aggregate")
