@@ -194,20 +194,27 @@ def from_values(dtype: Any, shape: Sequence[Any], values: Sequence[Any] | np.nda
     return array.reshape(dims)
 
 
-def number_string(text: str, field: str) -> float:
-    """A tensor value written as a JSON string, read as proto3's JSON mapping reads a double:
-    a string in JSON number syntax (no whitespace, ``+``, ``_``, hex or leading zeros) within
-    the float64 range, or exactly "NaN", "Infinity" or "-Infinity". ``InvalidArgument``
-    naming ``field`` and the string (cut short) otherwise.
+def number_string(text: str, field: str) -> float | int:
+    """A tensor value written as a JSON string, read as proto3's JSON mapping reads a number
+    (int64 values travel as strings there): a string in JSON number syntax (no whitespace,
+    ``+``, ``_``, hex or leading zeros) is the number it spells, an int when it has no
+    fraction or exponent and at most 18 digits (as a JSON parser gives that number; "-0" is
+    -0.0), else a float within the float64 range; or exactly "NaN", "Infinity" or
+    "-Infinity".
+    ``InvalidArgument`` naming ``field`` and the string (cut short) otherwise.
 
     Example:
         >>> number_string("1E5", "inputs.x"), number_string("-Infinity", "inputs.x")
         (100000.0, -inf)
+        >>> number_string("-7", "inputs.target")
+        -7
     """
     special = NON_FINITE.get(text)
     if special is not None:
         return special
     if JSON_NUMBER.fullmatch(text):
+        if len(text.lstrip("-")) <= 18 and text.lstrip("-").isdigit() and text != "-0":
+            return int(text)  # "-0" stays -0.0, as proto3 reads it for a double
         value = float(text)
         if math.isfinite(value):
             return value

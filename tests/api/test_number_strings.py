@@ -45,8 +45,8 @@ def _digits(text: str, at: int) -> int:
 
 
 def reference(text: str) -> float | None:
-    """The value proto3's JSON mapping gives the string ``text`` for a double, or None when a
-    conforming parser refuses it."""
+    """The value proto3's JSON mapping gives the string ``text`` for a double (or an int64),
+    or None when a conforming parser refuses it."""
     if text in SPECIAL:
         return SPECIAL[text]
     at = 1 if text.startswith("-") else 0
@@ -104,7 +104,9 @@ def test_number_strings_follow_the_proto3_rule(text: str) -> None:
         assert len(error.message) < 300
         return
     assert want is not None, f"{text!r} accepted as {got!r}; the rule refuses it"
-    assert type(got) is float
+    digits = text.removeprefix("-")
+    integer = digits.isdigit() and len(digits) <= 18 and text != "-0"
+    assert type(got) is (int if integer else float), got
     assert got == want or (math.isnan(got) and math.isnan(want))
     assert math.copysign(1, got) == math.copysign(1, want)  # "-0" is -0.0
 
@@ -190,3 +192,16 @@ def test_accepted_strings_are_the_numbers_they_spell(server, value: str, number:
         response = httpx.post(server.url + path, json=body, timeout=30)
         assert response.status_code == 200, (path, response.text)
         assert _loss_values(path, response.json()) == [1.0, *want], path
+
+
+def test_integer_strings_are_integers(server) -> None:
+    """proto3 writes int64 values as strings: class indices sent so are the integers, for a
+    declared int64 tensor and in nested lists alike."""
+    logits = [[0.5, 1.5, -1.0], [2.0, 0.0, 1.0]]
+    answers = []
+    for target in ([2, 0], ["2", "0"], {"dtype": "int64", "shape": [2], "data": ["2", "0"]}):
+        response = httpx.post(f"{server.url}/v1/losses/cross_entropy", timeout=30,
+                              json={"inputs": {"input": logits, "target": target}})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["loss"])
+    assert answers[0] == answers[1] == answers[2]
