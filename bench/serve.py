@@ -169,7 +169,7 @@ def mixed() -> Workload:
     return Workload("8 losses, small", calls, "list")
 
 
-def _wait_ready(proc: subprocess.Popen, url: str | None, port: int,
+def wait_ready(proc: subprocess.Popen, url: str | None, port: int,
                 timeout: float = 30) -> None:
     """Until ``url`` answers, or (no url: a gRPC floor) ``port`` accepts a connection."""
     import socket
@@ -202,11 +202,11 @@ class Started:
         if peer:
             peer_servers.wait_ready(peer, self.proc, self.http)
         elif self.server == "lossd":
-            _wait_ready(self.proc, f"http://127.0.0.1:{self.http}/readyz", self.http)
+            wait_ready(self.proc, f"http://127.0.0.1:{self.http}/readyz", self.http)
         elif self.server.startswith("grpc"):
-            _wait_ready(self.proc, None, self.grpc)
+            wait_ready(self.proc, None, self.grpc)
         else:
-            _wait_ready(self.proc, f"http://127.0.0.1:{self.http}/", self.http)
+            wait_ready(self.proc, f"http://127.0.0.1:{self.http}/", self.http)
 
     def stop(self, *, signalled: bool = False) -> None:
         if self.server in peer_servers.BY_NAME:
@@ -309,7 +309,14 @@ def measure_round(workload: Workload, transport: str, servers: list[str],
             for server, s in started.items():
                 before = batch_totals(s.http) if server == "lossd" else None
                 port = s.http if transport in ("rest", "v2-rest") else s.grpc
-                result = _load(workload, transport, files, port, c, seconds)
+                try:
+                    result = _load(workload, transport, files, port, c, seconds)
+                except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+                    if server not in peer_servers.BY_NAME:
+                        raise
+                    print(f"peers: {server} left out at concurrency {c} in this round: the "
+                          f"load failed: {getattr(error, 'stderr', '')!s:.500}", flush=True)
+                    continue
                 result["payload_bytes"] = sum(map(len, payloads)) // len(payloads)
                 if before is not None:
                     after = batch_totals(s.http)
@@ -411,9 +418,9 @@ def summarize(scenario: tuple[str, Workload, str, list[int], list[str]], concurr
         value, low, high = _median([_ratio(r["lossd"], r[peer]) for r in present])
         row["peers"][peer] = {**mid, "errors": sum(r[peer]["errors"] for r in present),
                               "ratio": value, "range": [low, high]}
-    best = [(r["lossd"]["rps"] / max(r[p]["rps"] for p in peers if p in r),
-             max((p for p in peers if p in r), key=lambda p: r[p]["rps"]))
-            for r in rounds if any(p in r for p in peers)]
+    fastest = [(r, max((p for p in peers if p in r), key=lambda p: r[p]["rps"]))
+               for r in rounds if any(p in r for p in peers)]
+    best = [(_ratio(r["lossd"], r[p]), p) for r, p in fastest]
     if best:
         best.sort()
         value, who = best[len(best) // 2]

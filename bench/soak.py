@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serve import ROOT, Workload, free_port, large, mixed, small
+from bench.serve import ROOT, Workload, free_port, large, mixed, small, wait_ready
 
 
 def rss_bytes(pid: int) -> int:
@@ -47,7 +47,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "lossd", "serve", "--host", "127.0.0.1",
                                "--http-port", str(http), "--grpc-port", str(grpc_port),
                                "--log-level", "warning"], cwd=ROOT)
-    time.sleep(2.0)
+    wait_ready(server, f"http://127.0.0.1:{http}/readyz", http, timeout=60)
     workloads = [("grpc", mixed(), grpc_port), ("rest", small(), http),
                  ("grpc", medium(), grpc_port), ("rest", large(100_000), http)]
     loads: list[subprocess.Popen] = []

@@ -145,6 +145,14 @@ def test_summarize_takes_medians_and_best_peer() -> None:
                                 "range": [pytest.approx(1.0), pytest.approx(4.0)]}
 
 
+def test_summarize_survives_a_peer_that_answered_nothing() -> None:
+    rounds = [{**r, "kserve": _result(0, errors=5)} for r in _rounds()]
+    row = serve.summarize(("small v2-rest", serve.small(), "v2-rest", [1], []), 1, rounds,
+                          ["kserve"])
+    assert math.isnan(row["peers"]["kserve"]["ratio"]) and row["peers"]["kserve"]["errors"] == 15
+    assert "errors" in serve.peer_table([row])
+
+
 def test_tables_show_peers_and_workers() -> None:
     v2 = serve.summarize(("small v2-grpc", serve.small(), "v2-grpc", [8], []), 8, _rounds(),
                          ["mlserver", "kserve"])
