@@ -318,6 +318,31 @@ def test_async_clients_run_an_evaluation(lossd: RunningServer, transport: str) -
         {"label_smoothing": 0.1}).loss), rel=1e-12)
 
 
+def test_run_batches_take_the_dtypes_torch_takes(lossd: RunningServer) -> None:
+    """A bfloat16 input of multi_margin (torch's kernel has none) is refused in a run too, over
+    REST and gRPC, naming the tensor; the same batch in float32 counts."""
+    run = httpx.post(f"{lossd.url}/v1/runs", json={"loss": "multi_margin"}).json()
+    scores = {"dtype": "bfloat16", "shape": [2, 3], "data": [0.5, 1.0, -1.0, 2.0, 0.0, 1.5]}
+    target = {"dtype": "int64", "shape": [2], "data": [0, 2]}
+    url = f"{lossd.url}/v1/runs/{run['run_id']}/batches"
+    r = httpx.put(f"{url}/b0", json={"inputs": {"input": scores, "target": target}})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "inputs.input", r.text
+    assert "dtype bfloat16 is not accepted; expected one of float32, float64" in r.text
+    raw = np.array(scores["data"], np.float32).view(np.uint32) >> 16
+    request = rpb.AddBatchRequest(run_id=run["run_id"], batch_id="b1", inputs={
+        "input": pb.Tensor(dtype=pb.BFLOAT16, shape=[2, 3], raw=raw.astype("<u2").tobytes()),
+        "target": grpc_tensor(np.array(target["data"]))})
+    with grpc.insecure_channel(lossd.grpc_target) as channel, pytest.raises(
+            grpc.RpcError) as info:
+        rpb_grpc.RunServiceStub(channel).AddBatch(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dtype bfloat16 is not accepted" in info.value.details()
+    r = httpx.put(f"{url}/b2", json={"inputs": {"input": {**scores, "dtype": "float32"},
+                                                "target": target}})
+    assert r.status_code == 201 and r.json()["counted"], r.text
+    assert httpx.delete(f"{lossd.url}/v1/runs/{run['run_id']}").status_code == 200
+
+
 def test_run_creation_validates_and_is_retry_safe(lossd: RunningServer) -> None:
     url = f"{lossd.url}/v1/runs"
     weight = {"dtype": "float32", "shape": [3], "data": [1, 2, 3]}

@@ -37,6 +37,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -377,11 +378,12 @@ class RunManager:
         return definition, tensors
 
     async def add(self, target: BatchTarget, arrays: dict[str, np.ndarray], *,
-                  worker: str = "", timeout: float | None = None) -> BatchAnswer:
+                  worker: str = "", timeout: float | None = None,
+                  bfloat16: Collection[str] = ()) -> BatchAnswer:
         """Compute one batch and count it once, in ``target``'s generation of the run only
-        (see the module docstring)."""
+        (see the module docstring); ``bfloat16`` names the tensors that came as bfloat16."""
         try:
-            answer = await self._add(target, arrays, worker, timeout)
+            answer = await self._add(target, arrays, worker, timeout, bfloat16)
         except (InvalidArgument, FailedPrecondition):
             self.metrics.batches.labels("rejected").inc()
             raise
@@ -389,7 +391,7 @@ class RunManager:
         return answer
 
     async def _add(self, target: BatchTarget, arrays: dict[str, np.ndarray], worker: str,
-                   timeout: float | None) -> BatchAnswer:
+                   timeout: float | None, bfloat16: Collection[str]) -> BatchAnswer:
         if not isinstance(worker, str) or len(worker) > MAX_ID:
             raise InvalidArgument(f"worker: expected a string of at most {MAX_ID} characters",
                                   field="worker")
@@ -399,7 +401,7 @@ class RunManager:
             raise InvalidArgument(f"inputs.{fixed[0]}: fixed by the run's options; a batch "
                                   f"sends only its per-sample tensors", field=f"inputs.{fixed[0]}")
         call = self.engine.prepare(definition.loss, {**arrays, **target.tensors},
-                                   definition.options)
+                                   definition.options, bfloat16=bfloat16)
         mine = signature(call)
         digest = batch_digest(arrays)
         seen = target.seen

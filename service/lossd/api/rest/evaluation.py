@@ -257,6 +257,7 @@ def add_evaluation_routes(app: FastAPI, settings: Settings, engine: Engine, runs
             target = await runs.target(run_id, batch_id, body.get("generation"))
             call = decode_call(target.definition.loss, {"inputs": body.get("inputs")}, limits)
             answer = await runs.add(target, call.arrays, worker=body.get("worker", ""),
+                                    bfloat16=call.bfloat16,
                                     timeout=request_timeout(request))
             return json_response({"counted": answer.counted, "batches": answer.batches},
                                  201 if answer.counted else 200)

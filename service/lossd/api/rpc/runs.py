@@ -52,7 +52,8 @@ class RunService:
         call.check_count(len(tensors))
         for name, t in tensors.items():
             field = f"{group}.{name[:64]}"
-            call.add_tensor(name, decode_tensor(t, field, self.limits)[0], field=field)
+            array, _, bfloat16 = decode_tensor(t, field, self.limits)
+            call.add_tensor(name, array, field=field, bfloat16=bfloat16)
         return call
 
     @guarded(PROTOCOL, "runs")
@@ -78,7 +79,8 @@ class RunService:
         target = await self.runs.target(request.run_id, request.batch_id, request.generation)
         call = self._tensors(target.definition.loss, request.inputs, "inputs")
         answer = await self.runs.add(target, call.arrays, worker=request.worker,
-                                     timeout=context.time_remaining())
+                                     timeout=context.time_remaining(),
+                                     bfloat16=frozenset(call.bfloat16))
         return rpb.AddBatchResponse(counted=answer.counted, batches=answer.batches)
 
     @guarded(PROTOCOL, "runs")
