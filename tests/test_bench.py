@@ -110,6 +110,19 @@ def test_peers_serve_the_bench_losses_by_lossd_names() -> None:
         assert peer.requirement in pins, f"{peer.name}: {peer.requirement} not pinned"
 
 
+def test_a_peer_that_cannot_be_installed_is_skipped(tmp_path, monkeypatch, capsys) -> None:
+    from bench import peers
+
+    def refuse(cmd: list[str], **_: object) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
+    monkeypatch.setattr(peers, "VENVS", tmp_path)
+    monkeypatch.setattr(peers.subprocess, "run", refuse)
+    assert peers.available(["kserve", "pytriton"]) == []
+    out = capsys.readouterr().out
+    assert "KServe 0.21 skipped" in out and "PyTriton 0.7 skipped" in out
+    assert "No matching distribution" in out and "RLock" not in out  # no note: it did not run
+
+
 def _result(rps: float, errors: int = 0) -> dict:
     return {"requests": int(rps), "errors": errors, "seconds": 1.0, "rps": rps,
             "bytes": int(rps) * 100, "p50_ms": 1.0, "p99_ms": 2.0, "payload_bytes": 100}

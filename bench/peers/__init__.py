@@ -100,8 +100,8 @@ def install(peer: Peer) -> bool:
     if _stamp(peer).exists() and _stamp(peer).read_text() == _digest(peer):
         return True
     venv = VENVS / peer.name
-    print(f"peers: installing {peer.requirement} into {venv.relative_to(ROOT)} "
-          f"(pins: {peer.constraints.relative_to(ROOT)})", flush=True)
+    print(f"peers: installing {peer.requirement} into {os.path.relpath(venv, ROOT)} "
+          f"(pins: {os.path.relpath(peer.constraints, ROOT)})", flush=True)
     base = Path(getattr(sys, "_base_executable", sys.executable))
     steps = [[str(base), "-m", "venv", "--clear", str(venv)],
              [str(peer.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
