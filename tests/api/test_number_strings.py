@@ -44,7 +44,7 @@ def _digits(text: str, at: int) -> int:
     return at
 
 
-def reference(text: str) -> float | None:
+def reference(text: str) -> float | int | None:
     """The value proto3's JSON mapping gives the string ``text`` for a double (or an int64),
     or None when a conforming parser refuses it."""
     if text in SPECIAL:
@@ -68,6 +68,9 @@ def reference(text: str) -> float | None:
         end = after
     if end != len(text):
         return None
+    digits = text.removeprefix("-")
+    if digits.isdigit() and len(digits) <= 18 and text != "-0":
+        return int(text)  # an int64 as proto3 writes it (and the number a JSON parser reads)
     value = float(text)
     return value if math.isfinite(value) else None  # beyond float64: out of range
 
@@ -104,9 +107,7 @@ def test_number_strings_follow_the_proto3_rule(text: str) -> None:
         assert len(error.message) < 300
         return
     assert want is not None, f"{text!r} accepted as {got!r}; the rule refuses it"
-    digits = text.removeprefix("-")
-    integer = digits.isdigit() and len(digits) <= 18 and text != "-0"
-    assert type(got) is (int if integer else float), got
+    assert type(got) is type(want), (got, want)
     assert got == want or (math.isnan(got) and math.isnan(want))
     assert math.copysign(1, got) == math.copysign(1, want)  # "-0" is -0.0
 
@@ -140,7 +141,7 @@ def test_json_format_agrees_where_the_rule_accepts(text: str) -> None:
         if want is None:
             continue  # json_format (Python float()) may accept more: " 2 ", "1_000", "inf"
         assert value is not None, f"json_format refuses {text!r}; the rule accepts it"
-        assert value == want or (math.isnan(value) and math.isnan(want)), text
+        assert value == float(want) or (math.isnan(value) and math.isnan(want)), text
 
 
 # --- over the wire -------------------------------------------------------------------------------
