@@ -61,7 +61,8 @@ class Call:
     @property
     def loss_bfloat16(self) -> bool:
         """Whether torch would answer in bfloat16 (every floating tensor was bfloat16)."""
-        return bool(self.bfloat16) and bfloat16_result(self.arrays, set(self.bfloat16))
+        return bool(self.bfloat16) and bfloat16_result(self.spec.tensor_map, self.arrays,
+                                                       set(self.bfloat16))
 
 
 class CallBuilder:

@@ -24,7 +24,7 @@ import binascii
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, SupportsBytes
@@ -388,7 +388,11 @@ def to_bytes(array: np.ndarray, bfloat16: bool = False) -> bytes:
     return np.asarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
-def bfloat16_result(arrays: dict[str, np.ndarray], bfloat16: set[str]) -> bool:
-    """torch returns bfloat16 when every floating tensor was bfloat16."""
-    floats = [name for name, a in arrays.items() if a.dtype.kind == "f"]
+def bfloat16_result(tensors: Mapping[str, TensorSpec], arrays: dict[str, np.ndarray],
+                    bfloat16: set[str]) -> bool:
+    """torch returns bfloat16 when every floating tensor that sets the result's dtype was
+    bfloat16 (labels it only compares, cast to the input's dtype, do not:
+    :attr:`TensorSpec.sets_dtype`)."""
+    floats = [name for name, a in arrays.items()
+              if a.dtype.kind == "f" and tensors[name].sets_dtype]
     return bool(floats) and all(name in bfloat16 for name in floats)

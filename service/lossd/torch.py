@@ -148,7 +148,8 @@ else:
             arrays = {name: to_numpy(t) for name, t in zip(call.names, tensors)}
             result = call.client.compute(call.spec.name, grad=bool(call.wanted), **arrays,
                                          **call.options)
-            floats = [t.dtype for t in tensors if t.is_floating_point()]
+            floats = [t.dtype for name, t in zip(call.names, tensors)
+                      if t.is_floating_point() and call.spec.tensor_map[name].sets_dtype]
             bfloat16 = bool(floats) and all(d == torch.bfloat16 for d in floats)
             grads: dict[str, Tensor] = {}
             for name, t in zip(call.names, tensors):

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lossd.codec import bfloat16_result
 from lossd.errors import InvalidArgument
 from lossd.losses import REGISTRY, compute
 from tests.golden import load
@@ -57,14 +58,6 @@ STRICTER: dict[tuple[str, str], tuple[frozenset[str], str]] = {
         "class indices in an integer dtype"),
 }
 """(loss, tensor) -> (the dtypes torch accepts there and lossd refuses, why)."""
-LABELS_IN_INPUT_DTYPE = {
-    f"{loss}-input-bfloat16": "torch casts the float32 labels to the bfloat16 input's dtype and "
-                              "answers bfloat16; lossd answers bfloat16 only when every "
-                              "floating tensor came as bfloat16, so it answers float32 here"
-    for loss in ("hinge", "hinge_embedding", "soft_margin", "squared_hinge")}
-"""Probes whose result dtype differs from torch's (each must still differ: a fix shows up as a
-failure asking to drop it)."""
-
 EXAMPLES = 60
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
@@ -87,15 +80,14 @@ def stricter(probe: Probe) -> bool:
 
 def lossd_answer(probe: Probe) -> dict[str, Any]:
     """What lossd does with ``probe``, in :func:`torch_answer`'s form (the loss's dtype is
-    bfloat16 when lossd answers bfloat16: every floating tensor came as bfloat16)."""
+    bfloat16 when the frontends would answer bfloat16: ``codec.bfloat16_result``)."""
     arrays = probe.arrays()
     try:
         result = compute(probe.loss, arrays, probe.options, bfloat16=probe.bfloat16)
     except InvalidArgument as exc:
         assert exc.field is not None and exc.field.startswith(("inputs.", "options.")), exc
         return {"accepts": False, "error": str(exc)}
-    floats = {name for name, a in arrays.items() if a.dtype.kind == "f"}
-    bfloat16 = bool(floats) and floats <= probe.bfloat16
+    bfloat16 = bfloat16_result(REGISTRY[probe.loss].tensor_map, arrays, set(probe.bfloat16))
     return {"accepts": True, "dtype": "bfloat16" if bfloat16 else result.loss.dtype.name}
 
 
@@ -106,10 +98,7 @@ def check(probe: Probe, torch: dict[str, Any]) -> None:
             f"{probe.id}: listed in STRICTER, but torch {torch} and lossd {mine}")
         return
     assert mine["accepts"] == torch["accepts"], f"{probe.id}: torch {torch}, lossd {mine}"
-    if probe.id in LABELS_IN_INPUT_DTYPE:
-        assert (torch["dtype"], mine["dtype"]) == ("bfloat16", "float32"), (
-            f"{probe.id}: fixed? drop it from LABELS_IN_INPUT_DTYPE")
-    elif torch["accepts"]:
+    if torch["accepts"]:
         assert mine["dtype"] == torch["dtype"], f"{probe.id}: torch {torch}, lossd {mine}"
 
 

@@ -117,6 +117,9 @@ class TensorSpec:
         dims: each allowed shape as a :data:`Form`, the most common batched one first (that
             is the one V2 metadata shows), e.g. ``(("N", "C"), ("C",), ("N", "C", ANY))``.
         values: the value range (see :class:`Values`); ``None`` means any real number.
+        sets_dtype: takes part in torch's result dtype; ``False`` for labels torch only
+            compares, cast to the input's dtype (a bfloat16 input with float32 labels answers
+            bfloat16).
     """
 
     name: str
@@ -131,6 +134,7 @@ class TensorSpec:
     description: str = ""
     dims: tuple[Form, ...] = ()
     values: Values | None = None
+    sets_dtype: bool = True
 
     @property
     def accepted_dtypes(self) -> tuple[str, ...]:

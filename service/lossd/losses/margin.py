@@ -624,7 +624,7 @@ def squared_hinge_loss_grad(upstream: np.ndarray, input: np.ndarray, target: np.
 
 # --- registry ---------------------------------------------------------------------------------
 
-LABELS: dict[str, Any] = dict(kind=Kind.REAL, values=SIGNS,
+LABELS: dict[str, Any] = dict(kind=Kind.REAL, values=SIGNS, sets_dtype=False,
                               description="labels, ±1 (compared only; no gradient)")
 PER_SAMPLE = (("N",), ())
 SCORES = (("N", "C"), ("C",))
@@ -655,7 +655,7 @@ register(LossSpec(
                 dims=ANY_SHAPE),
      TensorSpec("target", "target", "(*), broadcastable to input", kind=Kind.REAL,
              description="labels, ±1 (torch does not differentiate them)", dims=ANY_SHAPE,
-             values=SIGNS)),
+             values=SIGNS, sets_dtype=False)),
     (REDUCTION,), torch="torch.nn.functional.soft_margin_loss", family=FAMILY,
     check=_check_soft_margin, grad=soft_margin_loss_grad, batchable=same_shapes))
 
@@ -734,7 +734,7 @@ HINGE_TENSORS = (
             description="scores", dims=EMBEDDINGS),
     TensorSpec("target", "target", "same shape as input", kind=Kind.REAL, batch_ndim=2,
             description="labels ±1, or all 0/1 (converted to ±1 like Keras); no gradient",
-            dims=EMBEDDINGS, values=SIGNS))
+            dims=EMBEDDINGS, values=SIGNS, sets_dtype=False))
 
 register(LossSpec(
     "hinge", hinge_loss, HINGE_TENSORS, (REDUCTION,),
