@@ -11,15 +11,17 @@ event loop -> split -> per-request reduction.
   batch. Every request is queued; the first one of a turn schedules one dispatch with
   ``call_soon``, which runs once the turn's other ready callbacks (the requests that one read
   from the sockets decoded) have queued theirs, and takes them all. No timer: an idle server
-  answers at once, and under load batches grow with the load, since every request that arrives
-  while the event loop computes is decoded in one turn afterwards. While the compute threads are
-  busy requests wait in the queue, and the batch that finishes dispatches the next.
+  answers at once, and under load batches grow with the load: the HTTP requests that arrived
+  while the event loop computed are read and decoded in one turn afterwards (grpc.aio hands its
+  calls over one at a time, so gRPC calls seldom meet). While the compute threads are busy
+  requests wait in the queue, and the batch that finishes dispatches the next.
   ``max_batch_delay_us`` trades latency for batch size (the dispatch waits that long).
   Batches are capped by request count (``max_batch_requests=1`` turns batching off) and by
   input elements.
 * The queue is bounded: a full queue rejects at once (``Unavailable``). A request whose deadline
   passes while queued, or whose caller went away, is dropped before compute.
-* :meth:`Engine.drain` refuses new work, finishes what was accepted, then stops the workers.
+* :meth:`Engine.drain` refuses new work, finishes what was accepted, then stops the compute
+  threads.
 """
 
 from __future__ import annotations
