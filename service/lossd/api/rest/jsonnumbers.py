@@ -8,11 +8,13 @@ by a short placeholder string, swapped back for the array afterwards. The caller
 ``b64`` cuts of :mod:`.jsonbody`, gets what the plain parse gives, with a NumPy array where the
 plain parse has the nested list that ``np.asarray`` turns into that array:
 
-* A candidate is ``[`` then a number, or ``[[`` then a number, up to the first ``]`` (or
-  ``]]``, space allowed between), at least :data:`MIN_ARRAY` bytes long. simdjson parses it
-  as its own document (valid JSON by RFC 8259, as orjson requires); it must be an array
-  holding only numbers, or at most :data:`MAX_ROWS` rows of one length (at least 1) holding
-  only numbers, with no other ``[`` in the text (``as_buffer`` would flatten deeper or ragged
+* A candidate is an object's value (after ``:``), ``[`` then a number or ``[[`` then a
+  number, up to the first ``]`` (or ``]]``, space allowed between), at least
+  :data:`MIN_ARRAY` bytes long; a list inside a longer list is skipped whole (it can be no
+  tensor's value of its own, see below), and so is one of more than :data:`MAX_ROWS` rows.
+  simdjson parses it as its own document (valid JSON by RFC 8259, as orjson requires); it
+  must be an array holding only numbers, or rows of one length (at least 1) holding only
+  numbers, with no other ``[`` in the text (``as_buffer`` would flatten deeper or ragged
   lists): exactly the lists ``np.asarray`` makes a regular array of, and the buffer must hold
   as many numbers as that shape. A text with ``.``, ``e`` or ``E`` is read as doubles (orjson
   gives a float for such a number, and ``np.asarray`` converts the ints beside it to float64,
@@ -98,9 +100,12 @@ def _cuts(body: bytes) -> Iterator[Cut]:
         rows = found.group(1) is not None
         close = _ROWS_END.search(body, start) if rows else None
         end = (close.end() if close else start) if rows else body.find(b"]", start) + 1
-        array = _read(body[start:end], rows) if end - start >= MIN_ARRAY else None
-        if array is None:
-            at = start + 1
+        before = body[max(start - 64, 0):start].rstrip(b" \t\n\r")[-1:]
+        # an object's value (after ":"), not an item of a longer list (after "[" or ",")
+        array = (_read(body[start:end], rows) if end - start >= MIN_ARRAY and before == b":"
+                 else None)
+        if array is None:  # go on after it: what it holds is no tensor's value of its own
+            at = max(end, start + 1)
             continue
         yield Cut(start, end, array)
         at = end
@@ -118,19 +123,19 @@ def _replace(body: bytes, cuts: list[Cut], text: Callable[[int, Cut], bytes]) ->
 def _read(text: bytes, rows: bool) -> np.ndarray | None:
     """``text`` (``[...]``, or ``[[...], ...]`` when ``rows``) as the array ``np.asarray``
     makes of the lists orjson gives for it, or None when that is not certain."""
+    # as_buffer flattens nested arrays: the brackets must be exactly the shape's
+    opens = np.count_nonzero(np.frombuffer(text, np.uint8) == _OPEN) if rows else 1
+    if (rows and opens - 1 > MAX_ROWS) or (not rows and text.find(b"[", 1) >= 0):
+        return None  # too many rows to check here, or a list inside
     floats = any(mark in text for mark in _FLOAT_MARKS)
     try:  # a parser per call: a simdjson parser serves one thread at a time
         document = simdjson.Parser().parse(text)
         if not isinstance(document, simdjson.Array):
             return None
         shape: tuple[int, ...] = (len(document),)
-        # as_buffer flattens nested arrays: the brackets must be exactly the shape's
-        if not rows and text.find(b"[", 1) >= 0:
-            return None
         if rows:
-            if not 0 < len(document) <= MAX_ROWS or np.count_nonzero(
-                    np.frombuffer(text, np.uint8) == _OPEN) != len(document) + 1:
-                return None  # too many rows to check here, or deeper
+            if not 0 < len(document) == opens - 1:
+                return None  # deeper
             lengths = {len(row) if isinstance(row, simdjson.Array) else -1 for row in document}
             if len(lengths) != 1 or min(lengths) < 1:
                 return None  # ragged, a number beside the rows, or empty rows
