@@ -420,6 +420,9 @@ def test_scale_out_under_faults(cluster: Cluster) -> None:
     calls = {name: r["calls"] for name, r in results.items()}
     table = summarize(phases, calls)
     run = results["runs"]
+    for name, row in table.items():
+        for r in row.get("failures", []):
+            print(f"{name}: failed call {r}")
     print("\ncalls: ended in the phase; failed / wrong: calls; retried: calls the client "
           "retried (retries: attempts); HAProxy: its own retries / redispatches; resent: run "
           "batches a worker sent again after an error (codes)")
