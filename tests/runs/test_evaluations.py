@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
+from lossd._proto.inference import grpc_predict_v2_pb2 as v2pb
+from lossd._proto.inference import grpc_predict_v2_pb2_grpc as v2pb_grpc
 from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd._proto.lossd.v1 import runs_pb2 as rpb
@@ -194,8 +196,8 @@ def test_rest_stream_with_curl_style_ndjson(lossd: RunningServer) -> None:
 
 def test_torch_warnings_travel_with_answers_and_streams(lossd: RunningServer) -> None:
     """torch warns of mse with a target that broadcasts to another size, and of kl_div's
-    'mean': each answer carries the text (REST ``warnings``, gRPC ``warnings``), streamed
-    batches' answers too."""
+    'mean': each answer carries the text (REST ``warnings``, gRPC ``warnings``, V2's
+    ``warnings`` parameter), streamed batches' answers too."""
     x, y = np.zeros((3, 4)), np.ones((3, 1))
     expected = compute("mse", {"input": x, "target": y}).warnings
     assert expected and expected[0].startswith("Using a target size (torch.Size([3, 1]))")
@@ -222,6 +224,20 @@ def test_torch_warnings_travel_with_answers_and_streams(lossd: RunningServer) ->
         for client in (rest, native):
             assert client.compute("mse", input=x, target=y).warnings == expected
             assert client.compute("mse", input=x, target=x).warnings == ()
+    # V2: a response parameter (V2 parameters are scalars: the texts one per line)
+    v2 = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [3, 4],
+                      "data": x.ravel().tolist()},
+                     {"name": "target", "datatype": "FP64", "shape": [3, 1],
+                      "data": y.ravel().tolist()}]}
+    r = httpx.post(f"{lossd.url}/v2/models/mse/infer", json=v2)
+    assert r.json()["parameters"] == {"warnings": expected[0]}, r.text
+    request = v2pb.ModelInferRequest(model_name="mse", inputs=[
+        v2pb.ModelInferRequest.InferInputTensor(name=name, datatype="FP64", shape=a.shape)
+        for name, a in (("input", x), ("target", y))], raw_input_contents=[
+        x.tobytes(), y.tobytes()])
+    with grpc.insecure_channel(lossd.grpc_target) as channel:
+        response = v2pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert response.parameters["warnings"].string_param == expected[0]
 
 
 def _client(lossd: RunningServer, transport: str) -> Client | GrpcClient:

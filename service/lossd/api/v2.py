@@ -37,6 +37,7 @@ _BY_NUMPY_DTYPE = {np.dtype(wire): v2 for wire, v2 in V2_DATATYPES.items()
                    if wire != codec.BFLOAT16}  # dtype.name is a slow property
 GRAD = "grad"
 TIMEOUT = "timeout"
+WARNINGS = "warnings"  # response parameter: torch's warnings for the call, one per line
 LOSS_OUTPUT = "loss"
 GRAD_PREFIX = "grad_"
 
@@ -191,6 +192,12 @@ class Outputs:
                                   f"input of this request (only those have gradients)",
                                   field="outputs")
         return [(n, *produced[n]) for n in names]
+
+
+def warnings_parameter(result: Result) -> dict[str, str]:
+    """The response ``parameters`` that carry torch's warnings for the call, one per line
+    (``{}`` when torch does not warn): V2 parameters are scalars, not lists."""
+    return {WARNINGS: "\n".join(result.warnings)} if result.warnings else {}
 
 
 def datatype_of(array: np.ndarray, bfloat16: bool) -> str:

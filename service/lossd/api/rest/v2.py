@@ -189,6 +189,8 @@ class InferRequest:
                                 "outputs": outputs}
         if self.id is not None:
             body["id"] = self.id
+        if parameters := v2.warnings_parameter(result):
+            body["parameters"] = parameters
         header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         if not blobs:
             return Response(header, media_type=JSON)

@@ -107,6 +107,8 @@ def encode(request: pb.ModelInferRequest, call: Call, outputs: v2.Outputs, resul
     """The response: every output as ``raw_output_contents``, as Triton answers."""
     response = pb.ModelInferResponse(model_name=call.loss, model_version=v2.VERSION,
                                      id=request.id)
+    for key, text in v2.warnings_parameter(result).items():
+        response.parameters[key].string_param = text
     for name, array, bf16 in outputs.of(call, result):
         response.outputs.add(name=name, datatype=v2.datatype_of(array, bf16), shape=array.shape)
         response.raw_output_contents.append(codec.to_bytes(array, bf16))
