@@ -44,6 +44,7 @@ is refused rather than silently left without one: detach it. Double backward is 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -148,6 +149,8 @@ else:
             arrays = {name: to_numpy(t) for name, t in zip(call.names, tensors)}
             result = call.client.compute(call.spec.name, grad=bool(call.wanted), **arrays,
                                          **call.options)
+            for text in result.warnings:  # what torch itself warns of this call
+                warnings.warn(text, UserWarning, stacklevel=2)
             floats = [t.dtype for name, t in zip(call.names, tensors)
                       if t.is_floating_point() and call.spec.tensor_map[name].sets_dtype]
             bfloat16 = bool(floats) and all(d == torch.bfloat16 for d in floats)

@@ -114,24 +114,31 @@ def _backward(case: Case, out, tensors: dict, weights) -> tuple[np.ndarray, dict
     return out.detach().numpy(), grads
 
 
-def _torch(case: Case, weights) -> tuple[np.ndarray, dict]:
+def _warned(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _torch(case: Case, weights) -> tuple[np.ndarray, dict, list[str]]:
     tensors = _leaves(case)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's broadcasting and KLDiv 'mean' warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # torch's broadcasting and KLDiv 'mean' warnings
         out = torch_module_for(case.loss).torch_loss(case.loss, tensors, dict(case.options))
-    return _backward(case, out, tensors, weights)
+    return (*_backward(case, out, tensors, weights), _warned(caught))
 
 
-def _remote(case: Case, client, weights) -> tuple[np.ndarray, dict]:
+def _remote(case: Case, client, weights) -> tuple[np.ndarray, dict, list[str]]:
     tensors = _leaves(case)
-    out = bridge.remote_loss(case.loss, client, **tensors, **case.options)
-    return _backward(case, out, tensors, weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the bridge warns what torch warns
+        out = bridge.remote_loss(case.loss, client, **tensors, **case.options)
+    return (*_backward(case, out, tensors, weights), _warned(caught))
 
 
 def _check(case: Case, client, weights) -> None:
-    loss, grads = _remote(case, client, weights)
-    expected_loss, expected_grads = _torch(case, weights)
+    loss, grads, warned = _remote(case, client, weights)
+    expected_loss, expected_grads, expected_warnings = _torch(case, weights)
     assert_result(case, loss, grads, expected_loss, expected_grads)
+    assert warned == expected_warnings, case.name
 
 
 def uniform(out):
@@ -177,7 +184,7 @@ def _weighting(case: Case, out_shape: tuple[int, ...]):
 
 @pytest.mark.parametrize("case", _params(NONE_CASES))
 def test_reduction_none_with_weights_per_sample_or_element(case: Case, rest) -> None:
-    expected_loss, _ = _torch(case, uniform)
+    expected_loss, _, _ = _torch(case, uniform)
     weights = _weighting(case, expected_loss.shape)
     if weights is None:
         with pytest.raises(InvalidArgument, match=r"grad_output.*cannot be applied"):
