@@ -44,7 +44,7 @@ test: $(TEST)  ## the whole suite (torch-only tests are skipped unless torch is 
 	$(PY) -m pytest -q
 
 parity: $(TORCH)  ## live parity with torch 2.13 (CPU wheel from this machine's disk)
-	$(PY) -m pytest -q -m torch tests/losses tests/client
+	$(PY) -m pytest -q -m torch tests
 
 golden: $(TORCH)  ## regenerate tests/golden/*.json from torch
 	$(PY) -m tests.golden.generate

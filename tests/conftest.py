@@ -7,7 +7,7 @@ is a fact about the code, not about a draw. ``make fuzz`` draws a seed per run
 explores fresh examples (tests/support/fuzzing.py).
 
 In CI (``LOSSD_CI=1``, set by .ci/run) a skipped test fails, except the documented skips of
-tests that need torch (tests/support/tools.py, docs/testing.md).
+tests marked ``torch`` without torch (tests/support/tools.py, docs/testing.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    tools.fail_unexpected_skip(report)
+    tools.fail_unexpected_skip(report, item)
     return report
 
 
@@ -42,7 +42,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 def pytest_make_collect_report(collector: pytest.Collector
                                ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     report = yield
-    tools.fail_unexpected_skip(report)
+    tools.fail_unexpected_skip(report, collector)
     return report
 
 

@@ -65,36 +65,63 @@ def _naive_mse(x: np.ndarray, y: np.ndarray) -> float:
                ) / x.size
 
 
-@pytest.mark.parametrize("shape", [(32, 10), (1, 3), (64, 1000)])
-@pytest.mark.parametrize("scale", [1.0, 100.0])
-def test_peer_cross_entropy(shape: tuple[int, int], scale: float) -> None:
-    """The function every peer serves for cross_entropy: a naive float64 loop's value to float32
-    rounding, and torch's (also with logits far from 0, where exp overflows float32 unless the
-    row maximum is taken out first)."""
+def _logits(shape: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(sum(shape))
     logits = (rng.standard_normal(shape) * scale).astype(np.float32)
-    target = rng.integers(0, shape[1], shape[0])
+    return logits, rng.integers(0, shape[1], shape[0])
+
+
+def _pair(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n)
+    x, y = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    return x, y
+
+
+CE_SHAPES = pytest.mark.parametrize("shape", [(32, 10), (1, 3), (64, 1000)])
+CE_SCALES = pytest.mark.parametrize("scale", [1.0, 100.0])
+MSE_SIZES = pytest.mark.parametrize("n", [1, 1000, 100_000])
+
+
+@CE_SHAPES
+@CE_SCALES
+def test_peer_cross_entropy(shape: tuple[int, int], scale: float) -> None:
+    """The function every peer serves for cross_entropy: a naive float64 loop's value to float32
+    rounding (torch's: the test below, also with logits far from 0, where exp overflows float32
+    unless the row maximum is taken out first)."""
+    logits, target = _logits(shape, scale)
     got = losses.cross_entropy(logits, target)
     assert got.dtype == np.float32
     if scale == 1.0:  # the naive loop's exp overflows at scale 100
         np.testing.assert_allclose(got, _naive_cross_entropy(logits, target), rtol=2e-6)
+
+
+@pytest.mark.torch
+@CE_SHAPES
+@CE_SCALES
+def test_peer_cross_entropy_equals_torch(shape: tuple[int, int], scale: float) -> None:
     torch = pytest.importorskip("torch")
+    logits, target = _logits(shape, scale)
     want = torch.nn.functional.cross_entropy(torch.from_numpy(logits),
                                              torch.from_numpy(target)).numpy()
-    np.testing.assert_allclose(got, want, rtol=2e-6)
+    np.testing.assert_allclose(losses.cross_entropy(logits, target), want, rtol=2e-6)
 
 
-@pytest.mark.parametrize("n", [1, 1000, 100_000])
+@MSE_SIZES
 def test_peer_mse(n: int) -> None:
-    rng = np.random.default_rng(n)
-    x, y = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    x, y = _pair(n)
     got = losses.mse(x, y)
     assert got.dtype == np.float32
     if n <= 1000:
         np.testing.assert_allclose(got, _naive_mse(x, y), rtol=2e-6)
+
+
+@pytest.mark.torch
+@MSE_SIZES
+def test_peer_mse_equals_torch(n: int) -> None:
     torch = pytest.importorskip("torch")
+    x, y = _pair(n)
     want = torch.nn.functional.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).numpy()
-    np.testing.assert_allclose(got, want, rtol=2e-6)
+    np.testing.assert_allclose(losses.mse(x, y), want, rtol=2e-6)
 
 
 def test_peers_serve_the_bench_losses_by_lossd_names() -> None:
