@@ -157,7 +157,7 @@ def test_slow_but_steady_body_is_not_cut(bounded) -> None:
     with socket.create_connection(("127.0.0.1", bounded.http_port)) as sock:
         sock.sendall(head)
         for i in range(0, len(body), 20):
-            time.sleep(0.5)
+            time.sleep(0.5)  # the subject: a slow client, each pause under the idle timeout
             sock.sendall(body[i:i + 20])
         answer = _read_until_closed(sock, 10)
     assert answer.startswith(b"HTTP/1.1 200 "), answer

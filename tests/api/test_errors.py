@@ -15,6 +15,7 @@ from lossd._proto.lossd.v1 import lossd_pb2 as pb
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import GrpcClient, LossdError, grpc_request
 from tests.support.slow import SMALL_MSE, slow_ctc_body
+from tests.support.waiting import metric, wait_until, wait_until_async
 
 
 def _raw_call(target: str, method: str, payload: bytes, **kwargs) -> bytes:
@@ -124,7 +125,7 @@ def test_queue_full_rejects_at_once(spawn) -> None:
     async def flood() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=s.url, timeout=60) as client:
             slow = asyncio.create_task(client.post("/v1/losses/ctc", json=slow_ctc_body()))
-            await asyncio.sleep(0.1)  # the worker is busy with it now
+            await _until_computing_async(client)  # the worker is busy with it now
             started = time.perf_counter()
             quick = await asyncio.gather(*(client.post("/v1/losses/mse", json=SMALL_MSE)
                                            for _ in range(20)))
@@ -142,16 +143,24 @@ def test_queue_full_rejects_at_once(spawn) -> None:
     assert 'lossd_rejections_total{reason="queue_full"}' in metrics
 
 
+def _computing(metrics: str) -> bool:
+    """A request is accepted and taken from the queue: being computed."""
+    return (metric(metrics, "lossd_in_flight") >= 1
+            and metric(metrics, "lossd_queue_depth") == 0)
+
+
 def _until_computing(url: str) -> None:
     """Wait (polling /metrics) until the slow request is accepted and being computed."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        text = httpx.get(f"{url}/metrics").text
-        if sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("lossd_in_flight")) >= 1:
-            return
-        time.sleep(0.01)
-    raise AssertionError("the slow request was never in flight")
+    wait_until(lambda: _computing(httpx.get(f"{url}/metrics").text),
+               what="the slow request being computed")
+
+
+async def _until_computing_async(client: httpx.AsyncClient) -> None:
+    """:func:`_until_computing` with the test's own client, on its event loop."""
+    async def computing() -> bool:
+        return _computing((await client.get("/metrics")).text)
+
+    await wait_until_async(computing, what="the slow request being computed")
 
 
 def test_grpc_queue_full_is_unavailable(spawn) -> None:
@@ -186,7 +195,7 @@ def test_deadline_expired_in_queue(spawn) -> None:
     async def run() -> tuple[httpx.Response, httpx.Response]:
         async with httpx.AsyncClient(base_url=s.url, timeout=60) as client:
             slow = asyncio.create_task(client.post("/v1/losses/ctc", json=slow_ctc_body()))
-            await asyncio.sleep(0.1)
+            await _until_computing_async(client)
             late = await client.post("/v1/losses/mse", json=SMALL_MSE,
                                      headers={"x-request-timeout": "0.01"})
             return await slow, late

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from lossd.client import AsyncGrpcClient, GrpcClient, LossdError
 from tests.support.scale_load import HEALTH_CHECKED
 from tests.support.slow import SMALL_MSE, slow_ctc_body
+from tests.support.waiting import metric, wait_until, wait_until_async
 
 
 def _health(target: str, service: str = "") -> int:
@@ -84,13 +85,10 @@ def test_metrics_move(server) -> None:
 
 async def _gauge_reaches(client: httpx.AsyncClient, name: str, value: float) -> None:
     """Wait (polling /metrics) until the gauge ``name`` is at least ``value``."""
-    for _ in range(1000):
-        text = (await client.get("/metrics")).text
-        if any(line.startswith(name + " ") and float(line.rsplit(" ", 1)[1]) >= value
-               for line in text.splitlines()):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{name} never reached {value}")
+    async def reached() -> bool:
+        return metric((await client.get("/metrics")).text, name) >= value
+
+    await wait_until_async(reached, what=f"{name} at {value:g}", timeout=10)
 
 
 def test_sigterm_drains_under_load(spawn) -> None:
@@ -110,11 +108,13 @@ def test_sigterm_drains_under_load(spawn) -> None:
                 "mse", input=np.ones(3), target=np.zeros(3))) for _ in range(20)]
             await _gauge_reaches(client, "lossd_queue_depth", 40)  # behind the slow one
             s.process.send_signal(signal.SIGTERM)
-            for _ in range(500):  # until the signal is handled
-                ready = await client.get("/readyz")
-                if ready.status_code != 200:
-                    break
-                await asyncio.sleep(0.01)
+
+            async def refusing() -> httpx.Response | None:  # the signal is handled
+                answer = await client.get("/readyz")
+                return None if answer.status_code == 200 else answer
+
+            ready = await wait_until_async(refusing, what="/readyz refusing after SIGTERM",
+                                           timeout=5)
             health = _health(s.grpc_target)
             late = await client.post("/v1/losses/mse", json=SMALL_MSE)
             try:
@@ -162,12 +162,12 @@ def test_sigterm_keeps_answering_until_clients_moved_away(spawn) -> None:
     for thread in threads:
         thread.start()
     try:
-        while len(outcomes) < 200:  # the load runs over both replicas
-            time.sleep(0.01)
+        wait_until(lambda: len(outcomes) >= 200, what="200 calls over both replicas")
         signalled = time.monotonic()
         leaving.process.send_signal(signal.SIGTERM)
-        while _health(leaving.grpc_target) != health_pb2.HealthCheckResponse.NOT_SERVING:
-            time.sleep(0.01)
+        wait_until(lambda: (_health(leaving.grpc_target)
+                            == health_pb2.HealthCheckResponse.NOT_SERVING),
+                   what="health NOT_SERVING after SIGTERM", timeout=10)
         with GrpcClient(leaving.grpc_target, retries=0, timeout=5) as direct:
             try:
                 direct.compute("mse", input=np.ones(3), target=np.zeros(3))
@@ -176,8 +176,8 @@ def test_sigterm_keeps_answering_until_clients_moved_away(spawn) -> None:
                 late = error.code.name
         assert leaving.process.wait(30) == 0
         closed = time.monotonic()
-        while sum(t > closed for t, _ in outcomes) < 100:  # and on, with one replica
-            time.sleep(0.01)
+        wait_until(lambda: sum(t > closed for t, _ in outcomes) >= 100,  # and on, with one
+                   what="100 calls after the replica closed")
     finally:
         stop.set()
         for thread in threads:
@@ -197,6 +197,6 @@ def test_repeated_sigterm_still_exits_0(spawn) -> None:
     while s.process.poll() is None:
         s.process.send_signal(signal.SIGTERM)
         signals += 1
-        time.sleep(0.005)
+        time.sleep(0.005)  # the subject: an impatient supervisor, a SIGTERM every 5 ms
     assert s.process.returncode == 0, s.log()
     assert signals > 1 and s.log().count("draining (grace") == 1

@@ -18,6 +18,7 @@ import orjson
 from lossd._proto.lossd.v1 import lossd_pb2_grpc as pb_grpc
 from lossd.client import AsyncGrpcClient, LossdError, grpc_request
 from tests.support.slow import slow_ctc_body
+from tests.support.waiting import wait_until_async
 
 
 def _metric(url: str, name: str) -> float:
@@ -29,13 +30,12 @@ def _metric(url: str, name: str) -> float:
 async def _until(url: str, name: str, at_least: float) -> None:
     """Wait (polling /metrics) until the gauge ``name`` reaches ``at_least``."""
     async with httpx.AsyncClient(timeout=10) as client:
-        for _ in range(500):
+        async def reached() -> bool:
             text = (await client.get(f"{url}/metrics")).text
-            if sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name)) >= at_least:
-                return
-            await asyncio.sleep(0.01)
-    raise AssertionError(f"{name} never reached {at_least}")
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith(name)) >= at_least
+
+        await wait_until_async(reached, what=f"{name} at {at_least:g}", timeout=10)
 
 
 async def _busy(url: str) -> None:
@@ -73,7 +73,7 @@ def test_flood_rejects_at_once_answers_the_accepted_and_recovers(spawn) -> None:
             grpc_calls = [asyncio.create_task(timed(grpc_client.compute(
                 "mse", input=np.array([float(i), 0.0]), target=np.zeros(2))))
                 for i in range(n)]
-            await asyncio.sleep(0.1)
+            await _until(s.url, "lossd_queue_depth", 10)  # full
             ready = await client.get("/readyz")
             return (await slow, await asyncio.gather(*rest), await asyncio.gather(*grpc_calls),
                     ready)

@@ -20,6 +20,7 @@ from lossd.losses import compute
 from lossd.metrics import PROTOCOL
 from lossd.settings import Settings
 from tests.reference.compare import assert_close
+from tests.support.waiting import wait_until_async
 
 QUEUED = Settings(inline_compute_elements=0, inline_compute_us=0)
 
@@ -126,9 +127,12 @@ def test_drain_finishes_accepted_and_refuses_new() -> None:
         await engine.start()
         accepted = [asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 5)))
                     for _ in range(50)]
-        await asyncio.sleep(0)
+        sample = engine.metrics.registry.get_sample_value
+        await wait_until_async(  # each call in flight or already answered
+            lambda: sample("lossd_in_flight") + sum(t.done() for t in accepted) == 50,
+            what="50 calls accepted", every=0)
         drained = asyncio.create_task(engine.drain(10))
-        await asyncio.sleep(0)
+        await wait_until_async(lambda: engine.draining, what="the engine draining", every=0)
         with pytest.raises(Exception, match="draining"):
             await engine.compute("cross_entropy", _ce(rng, 5))
         results = await asyncio.gather(*accepted)
@@ -175,7 +179,7 @@ def test_an_idle_engine_answers_a_lone_call_in_its_turn() -> None:
         task = asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 4)))
         turns = 0
         while not task.done():  # count the turns of the event loop until the answer
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the subject: one turn of the loop, not a wait
             turns += 1
         timers = len(loop._scheduled)  # type: ignore[attr-defined]
         return task.result(), turns, timers, _batch_sizes(engine)
@@ -204,11 +208,12 @@ def test_calls_wait_while_the_threads_compute_then_batch() -> None:
     async def body(engine: Engine):
         sample = engine.metrics.registry.get_sample_value
         first = asyncio.create_task(engine.compute("cross_entropy", big))
-        while engine._computing == 0:  # the big call reached the thread
-            await asyncio.sleep(0)
+        await wait_until_async(lambda: engine._computing, what="the big call on the thread",
+                               every=0)
         later = [asyncio.create_task(engine.compute("cross_entropy", _ce(rng, 3)))
                  for _ in range(10)]
-        await asyncio.sleep(0)
+        await wait_until_async(lambda: first.done() or sample("lossd_queue_depth") == 10,
+                               what="the later calls queued", every=0)
         depth = sample("lossd_queue_depth") if not first.done() else None
         await asyncio.gather(first, *later)
         return depth, _batch_sizes(engine)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support import tools
 from tests.support.server import free_port
+from tests.support.waiting import wait_until
 
 
 def _redis_server_binary() -> str | None:
@@ -24,6 +24,22 @@ def _redis_server_binary() -> str | None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], capture_output=True,
                    env=env, timeout=300)
     return shutil.which("redis-server")
+
+
+def wait_for_redis(url: str, process: subprocess.Popen) -> None:
+    """Wait until the redis-server at ``url`` answers PING; fail at once if it exited."""
+    import redis
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        try:
+            with redis.Redis.from_url(url) as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    wait_until(up, what=f"redis-server at {url} answering PING", timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +56,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        import redis
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(url, process)
         yield url
     finally:
         process.terminate()

@@ -23,6 +23,7 @@ import pytest
 from lossd.client import Client, LossdError
 from lossd.losses import compute
 from tests.support.server import RunningServer, start_server
+from tests.support.waiting import wait_until
 
 WEIGHT = np.array([0.5, 1.0, 2.0, 1.5])
 
@@ -73,7 +74,7 @@ def writer(current: Current, run_id: str, worker: str, ids: list[int], acked: di
                     if isinstance(error, LossdError) and error.status not in (None, 503):
                         raise
                     retried.append(i)
-                    time.sleep(0.02)
+                    time.sleep(0.02)  # the writer's own retry back-off, as a client's
                     continue
                 if i in acked:
                     assert not answer["counted"] or not acked[i], f"batch {i} counted twice"
@@ -105,8 +106,8 @@ def kill_under_load(tmp_path: Path, env: dict[str, str], kills: int, batches: in
         for k in range(kills):
             # kill at a random moment while writers are mid-run, however fast the machine is
             target = (k + 1) * batches // (kills + 2) + rng.randrange(batches // (kills + 2))
-            while len(acked) < target and time.monotonic() < stop_at:
-                time.sleep(0.002)
+            wait_until(lambda: len(acked) >= target, what=f"{target} batches acknowledged",
+                       timeout=max(0.0, stop_at - time.monotonic()))
             current.server.process.send_signal(signal.SIGKILL)
             current.server.process.wait(10)
             replacement = start_server(tmp_path, env=env)

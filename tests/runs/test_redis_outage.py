@@ -5,7 +5,6 @@ data: an append-only file), each batch still counted once."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 import lossd
 from lossd.errors import Unavailable
-from tests.runs.conftest import _redis_server_binary
+from tests.runs.conftest import _redis_server_binary, wait_for_redis
 from tests.support import tools
 from tests.support.server import RunningServer, free_port
 
@@ -36,16 +35,7 @@ class Redis:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_redis(self.url, self.process)
 
     def stop(self) -> None:
         assert self.process is not None

@@ -311,7 +311,7 @@ def test_concurrent_recreation_never_moves_a_batch_between_runs(settings: Settin
                     try:
                         generation = (await writers.get(run_id)).generation
                     except NotFound:
-                        await asyncio.sleep(0)
+                        await asyncio.sleep(0)  # let the other tasks in (no waiting)
                         continue
                     i = next(ids)
                     for j, attempt in [(i, generation), (i, generation), *acked[-3:-2]]:

@@ -19,10 +19,11 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from tests.support.waiting import wait_until
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -176,11 +177,10 @@ class Network:
                     os.kill(int(pid), signal.SIGKILL)
         left = []
         for ns in reversed(self.namespaces):
-            for _ in range(20):
-                if ip("netns", "del", ns, check=False).returncode == 0:
-                    break
-                time.sleep(0.1)
-            else:
+            try:  # a namespace is busy until its last process is gone
+                wait_until(lambda: ip("netns", "del", ns, check=False).returncode == 0,
+                           what=f"ip netns del {ns}", timeout=2)
+            except TimeoutError:
                 left.append(ns)
         self.namespaces = [ns for ns in self.namespaces if ns in left]
         return left

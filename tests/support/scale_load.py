@@ -161,7 +161,7 @@ def v2_caller(kind: str, target: str) -> Callable[[dict[str, Any]], tuple[Any, A
                 if not deadline.allows(delay):
                     raise
                 failures.append(code)
-                time.sleep(delay)
+                time.sleep(delay)  # the retry policy's back-off, as lossd's clients wait
         raise AssertionError("unreachable")
     return call
 
@@ -195,7 +195,7 @@ def compute_role(config: dict[str, Any]) -> dict[str, Any]:
         record["retried"] = failures if record["ok"] else failures[:-1]  # the last: not retried
         calls.append(record)
         if config.get("pace"):
-            time.sleep(config["pace"])
+            time.sleep(config["pace"])  # the load's rate: one call per pace
     return {"calls": calls}
 
 
@@ -242,7 +242,7 @@ def runs_role(config: dict[str, Any]) -> dict[str, Any]:
                     if time.time() - record["start"] > 120:
                         record["gave_up"] = True
                         break
-                    time.sleep(0.2)
+                    time.sleep(0.2)  # a writer's back-off before it sends the batch again
             record["ok"] = "gave_up" not in record
             record["end"] = time.time()
             with lock:
@@ -250,7 +250,7 @@ def runs_role(config: dict[str, Any]) -> dict[str, Any]:
                 if record["ok"]:
                     acked[k].append(i)
             i += 1
-            time.sleep(config.get("pace", 0.1))
+            time.sleep(config.get("pace", 0.1))  # the load's rate: one batch per pace
         client.close()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(config["workers"])]
@@ -331,7 +331,7 @@ def redis_loss_role(config: dict[str, Any]) -> dict[str, Any]:
                     if error.code.name == "NOT_FOUND":
                         break
                     resent.append(error.code.name)
-                    time.sleep(0.2)
+                    time.sleep(0.2)  # a client's back-off before it tries the step again
             outcome[what]["resent"] = resent
         return outcome
 

@@ -7,12 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,17 +71,20 @@ def start_server(tmp_dir: Path, *args: str, env: dict[str, str] | None = None,
         env={**os.environ, "LOSSD_RUNS_DIR": str(tmp_dir / "runs"), **(env or {})})
     server = RunningServer(process, http_port, grpc_port, log_path, log_file,
                            "http" if verify is None else "https")
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             log_file.close()
             raise RuntimeError(f"lossd exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1,
-                         verify=True if verify is None else verify).status_code == 200:
-                return server
+            return httpx.get(f"{server.url}/readyz", timeout=1,
+                             verify=True if verify is None else verify).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    server.terminate()
-    raise RuntimeError(f"lossd did not become ready in {wait} s:\n{server.log()}")
+            return False
+
+    try:
+        wait_until(ready, what="lossd's /readyz answering 200", timeout=wait)
+    except TimeoutError:
+        server.terminate()
+        raise RuntimeError(f"lossd did not become ready in {wait} s:\n{server.log()}") from None
+    return server
