@@ -26,6 +26,7 @@ CONFIG: {"role": ..., "out": path, "stop": path, "seed": int, ...}. Roles:
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -113,8 +114,14 @@ def lossd_caller(kind: str, target: str, health_check: bool = False
 
 
 def retriable_v2(error: BaseException) -> str | None:
-    """The code of a V2 failure that lossd's own clients would retry (None: not retried)."""
-    if isinstance(error, (ConnectionError, socket.timeout, OSError)):
+    """The code of a V2 failure that lossd's own clients would retry (None: not retried).
+
+    As lossd's REST client retries any transport failure (httpx's ``TransportError``, a
+    connection closed without a whole answer included), so does this one: an HTTP connection
+    that a killed replica's proxy closed before the whole answer came back
+    (geventhttpclient's ``HTTPConnectionClosed``, an ``http.client.HTTPException``).
+    """
+    if isinstance(error, (ConnectionError, socket.timeout, OSError, http.client.HTTPException)):
         return "UNAVAILABLE"
     status = str(getattr(error, "status", lambda: "")() or "")
     if status in ("502", "503", "StatusCode.UNAVAILABLE"):
