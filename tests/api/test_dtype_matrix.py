@@ -14,8 +14,9 @@ them as ``torch.tensor(values, dtype=...)`` does (through float32 for float16 an
 nearest-even). Raw encodings carry the same values already rounded. Every answer must be
 bit-identical to the naive reference: inputs rounded with NumPy casts and ml_dtypes (not the
 codec), the core's answer, rounded back to the dtype the same way; the loss and each gradient
-in the declared dtype. Where torch is installed, the same inputs go through torch too and the
-answers must match it within the dtype's tolerance.
+in the declared dtype. A second test (marked ``torch``: skipped without torch, run by
+``make parity``) sends the same draws through torch and holds the reference to it within the
+dtype's tolerance.
 """
 
 from __future__ import annotations
@@ -368,19 +369,34 @@ F16_EXAMPLE = Draw("mse", {"input": Tensor(np.array([1.0 + 2 ** -11 + 2 ** -40, 
                            "target": Tensor(np.array([0.0, 0.0]), "float16")}, "none")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+MATRIX = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+TORCH_ONLY = pytest.mark.skipif(torch is None, reason="no torch")
+
+
+@MATRIX
 @given(call=draws())
 @example(call=BF16_EXAMPLE)  # a tie after float32 rounding: 1.0 in torch, not 1.0078125
 @example(call=F16_EXAMPLE)  # the same for float16: 1.0 in torch, 1.001 from float64 at once
-def test_every_transport_and_encoding_gives_torchs_numbers(server, call: Draw) -> None:
+def test_every_transport_and_encoding_gives_the_reference(server, call: Draw) -> None:
+    """Every way gives the naive reference's numbers, bit for bit (no torch needed)."""
     expected = naive(call)
     dtype = call.inputs["input"].dtype
     for (transport, encoding), (send, dtypes) in WAYS.items():
         if dtype in dtypes:
             _same(send(server, call), expected, f"{transport} {encoding} {dtype}")
-    if torch is not None:
-        _close_to_torch(expected, torch_answer(call), dtype)
+
+
+@TORCH_ONLY
+@pytest.mark.torch
+@MATRIX
+@given(call=draws())
+@example(call=BF16_EXAMPLE)
+@example(call=F16_EXAMPLE)
+def test_the_reference_is_torchs_numbers(call: Draw) -> None:
+    """The same draws in torch (``torch.tensor(values, dtype=...)``): the reference every way
+    equals is within the dtype's tolerance of torch, in torch's dtypes."""
+    _close_to_torch(naive(call), torch_answer(call), call.inputs["input"].dtype)
 
 
 def test_the_bfloat16_loss_of_rest_is_rounded(server) -> None:
