@@ -23,12 +23,12 @@ import math
 import re
 from typing import Any
 
+from ..codec import JSON_NUMBER
 from ..errors import InvalidArgument, shown
 
 MAX_SECONDS = 86_400.0
 """The longest timeout a request may ask for (one day): beyond it the value is a mistake."""
 _INT = re.compile(r"-?[0-9]{1,19}")
-_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,4})?")
 _OWS = " \t"
 
 
@@ -57,7 +57,7 @@ def parse_float(raw: str, *, field: str, low: float | None = None, high: float |
     """A finite number in JSON number syntax, within ``[low, high]`` (``(low, high]`` when
     ``low_open``)."""
     text = raw.strip(_OWS)
-    if not _FLOAT.fullmatch(text):
+    if not JSON_NUMBER.fullmatch(text):
         raise _refuse(field, f"a number{_bounds(low, high)}", raw)
     return float_value(float(text), field=field, low=low, high=high, low_open=low_open,
                        raw=raw)
