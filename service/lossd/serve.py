@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import difflib
 import errno
+import gc
 import json
 import logging
 import multiprocessing
@@ -227,6 +228,12 @@ async def _serve(settings: Settings, metrics: Metrics, stop: asyncio.Event | Non
             loop.add_signal_handler(sig, stop.set)
     while not http.started and not http_task.done():
         await asyncio.sleep(0.01)
+    # what start-up made (modules, the registry, both servers) lives as long as the process:
+    # frozen out of the collector, a full collection walks only what requests made. Batching
+    # keeps a turn's requests alive together, so more of them reach the oldest generation, and
+    # full collections that also walked start-up's objects paused the loop for tens of ms
+    gc.collect()
+    gc.freeze()
     log.info("lossd ready: REST on %s:%d, gRPC on %s:%d", settings.host,
              sock.getsockname()[1], settings.host, grpc_server.port)
     await asyncio.wait({asyncio.create_task(stop.wait()), http_task},
