@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
-WATCH_AFTER = 0.002
-"""Seconds a request waits for its answer before lossd watches for its client leaving."""
+WATCH_AFTER = 0.05
+"""Seconds a request waits for its answer before lossd watches for its client leaving (a watcher
+per request cost about 10% of a small request's CPU under load at 2 ms)."""
 
 
 class QuietDisconnect:
@@ -46,9 +47,9 @@ async def run_watching_client(request: Request, work: Awaitable[T]) -> T:
     """Await ``work`` in this task; if the HTTP client disconnects first, cancel it (dropping
     queued work) and raise ``CancelledError("client disconnected")``.
 
-    The watcher task starts only once the work has waited :data:`WATCH_AFTER` seconds: a small
-    call is answered a turn or two of the event loop after it was queued, and then no task is
-    made at all.
+    The watcher task starts only once the work has waited :data:`WATCH_AFTER` seconds: most
+    calls are answered sooner (under load too), and then no task is made at all; a departed
+    client's work is still dropped if it waits longer.
     """
     owner = asyncio.current_task()
     assert owner is not None
