@@ -142,11 +142,8 @@ def test_drain_finishes_accepted_and_refuses_new() -> None:
     assert finished and len(results) == 50
 
 
-def test_calls_of_one_turn_form_one_batch_on_the_event_loop(monkeypatch) -> None:
-    """N calls submitted in one turn of the event loop are one batch of N, computed on the
-    loop (no timer, no thread), with the answers each call gets alone, bit for bit."""
-    rng = np.random.default_rng(5)
-    calls = [_ce(rng, int(rng.integers(1, 9))) for _ in range(16)]
+def _record_compute_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that compute each batch, appended as batches run."""
     threads: list[str] = []
     original = Engine._compute_groups
 
@@ -155,6 +152,15 @@ def test_calls_of_one_turn_form_one_batch_on_the_event_loop(monkeypatch) -> None
         return original(self, groups)
 
     monkeypatch.setattr(Engine, "_compute_groups", recording)
+    return threads
+
+
+def test_calls_of_one_turn_form_one_batch_on_the_event_loop(monkeypatch) -> None:
+    """N calls submitted in one turn of the event loop are one batch of N, computed on the
+    loop (no timer, no thread), with the answers each call gets alone, bit for bit."""
+    rng = np.random.default_rng(5)
+    calls = [_ce(rng, int(rng.integers(1, 9))) for _ in range(16)]
+    threads = _record_compute_threads(monkeypatch)
 
     async def body(engine: Engine):
         results = await asyncio.gather(*(engine.compute("cross_entropy", a, grad=True)
@@ -259,14 +265,7 @@ def test_measured_cheap_losses_compute_on_the_loop(monkeypatch) -> None:
     element is measured; then one predicted within inline_compute_us stays on the event loop,
     and a loss not measured yet still goes to the threads."""
     rng = np.random.default_rng(7)
-    threads: list[str] = []
-    original = Engine._compute_groups
-
-    def recording(self: Engine, groups):
-        threads.append(threading.current_thread().name)
-        return original(self, groups)
-
-    monkeypatch.setattr(Engine, "_compute_groups", recording)
+    threads = _record_compute_threads(monkeypatch)
     medium = {"input": rng.standard_normal(50_000), "target": rng.standard_normal(50_000)}
 
     async def body(engine: Engine):
