@@ -8,8 +8,8 @@
 
 Outside FastAPI, in this order: :class:`~.console.ConsoleFront` (the console at ``/``, the
 static files of the console and of the docs: public), :class:`~.auth.RestAuth` (when API keys
-are set), :class:`~.disconnect.QuietDisconnect`, and :class:`~.native.ComputeFastPath`, which
-serves compute requests for registered losses without FastAPI's routing.
+are set), :class:`~.disconnect.QuietDisconnect`, and :class:`~.fastpath.ComputeFastPath`, which
+serves compute requests (native and V2) for registered losses without FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from .auth import RestAuth
 from .console import ConsoleFront
 from .disconnect import QuietDisconnect
 from .evaluation import EncodedRunIds, add_evaluation_routes
+from .fastpath import ComputeFastPath
 from .guard import Guard, json_response, native_error, v2_error
-from .native import ComputeEndpoint, ComputeFastPath, add_native_routes
+from .native import ComputeEndpoint, add_native_routes
 from .v2 import PROTOCOL as V2_PROTOCOL
-from .v2 import add_v2_routes
+from .v2 import InferEndpoint, add_v2_routes
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -81,12 +82,13 @@ def create_app(settings: Settings, engine: Engine, runs: RunManager | None = Non
 
     add_native_routes(app, settings, engine, endpoint)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    add_v2_routes(app, settings, engine, Guard(engine.metrics, V2_PROTOCOL, v2_error))
+    infer = InferEndpoint(settings, engine, Guard(engine.metrics, V2_PROTOCOL, v2_error))
+    add_v2_routes(app, engine, infer)
     if runs is not None:
         add_evaluation_routes(app, settings, engine, runs, guard)
     app.add_middleware(EncodedRunIds)
     app.add_middleware(QuietDisconnect)
-    front: Any = QuietDisconnect(ComputeFastPath(app, endpoint))
+    front: Any = QuietDisconnect(ComputeFastPath(app, endpoint, infer))
     keys = settings.keys()
     return ConsoleFront(RestAuth(front, keys, not settings.metrics_auth) if keys else front,
                         settings)

@@ -5,7 +5,7 @@ A compute body ``{"inputs": {...}, "options": {...}, "grad": bool}`` is parsed w
 (never into pydantic objects: a million-element list must not become a million objects), read
 into a :class:`~lossd.calls.Call` by :func:`decode_call`, computed by the engine and answered by
 :func:`encode_answer` in the encoding and dtype the request used for its first tensor.
-Requests for registered losses skip FastAPI's routing through :class:`ComputeFastPath`.
+Requests for registered losses skip FastAPI's routing (:mod:`.fastpath`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import codec
 from ...calls import Call, CallBuilder
@@ -90,30 +89,6 @@ class ComputeEndpoint:
         return await self.guard(name, request, handle)
 
 
-class ComputeFastPath:
-    """ASGI middleware serving ``POST /v1/losses/{registered loss}`` directly.
-
-    The hot path of small requests: it sits in front of FastAPI and skips its middleware,
-    routing and dependency solving (about half of a small request's server time), and answers
-    exactly as the documented route does, through the same :class:`ComputeEndpoint` (whose
-    guard catches every exception).
-    """
-
-    PREFIX = "/v1/losses/"
-
-    def __init__(self, app: ASGIApp, endpoint: ComputeEndpoint) -> None:
-        self.app, self.endpoint = app, endpoint
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a compute request for a registered loss; pass anything else on."""
-        path = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(
-                self.PREFIX) and path[len(self.PREFIX):] in REGISTRY:
-            response = await self.endpoint(path[len(self.PREFIX):], Request(scope, receive))
-            return await response(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
 def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
                       endpoint: ComputeEndpoint) -> None:
     """The ``/v1/losses`` and ``/v1/batch`` routes (``endpoint`` also serves the fast path)."""
@@ -142,8 +117,9 @@ def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
 
     @app.post("/v1/losses/{name}", include_in_schema=False)
     async def compute(name: str, request: Request) -> Response:
-        # registered losses are served by ComputeFastPath before routing (each documented by
-        # its own route above); this route answers the rest: 404 for an unknown name
+        # registered losses are served by the fast path (fastpath.py) before routing (each
+        # documented by its own route above); this route answers the rest: 404 for an unknown
+        # name
         return await endpoint(name, request)
 
     @app.post("/v1/batch", tags=["losses"], summary="Several computations, answered in order",
@@ -183,7 +159,7 @@ def add_native_routes(app: FastAPI, settings: Settings, engine: Engine,
 
 def _documented(endpoint: ComputeEndpoint, loss: str
                 ) -> Callable[[Request], Awaitable[Response]]:
-    """The documented route of one loss (ComputeFastPath answers it before routing)."""
+    """The documented route of one loss (the fast path answers it before routing)."""
     async def compute(request: Request) -> Response:
         return await endpoint(loss, request)
     return compute

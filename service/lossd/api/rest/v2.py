@@ -198,8 +198,26 @@ class InferRequest:
                         headers={HEADER_LENGTH: str(len(header))})
 
 
-def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard) -> None:
-    """Mount the V2 routes on ``app`` (same engine, same auth middleware as native REST)."""
+class InferEndpoint:
+    """``POST /v2/models/{loss}[/versions/{version}]/infer``: read, compute through the engine,
+    answer."""
+
+    def __init__(self, settings: Settings, engine: Engine, guard: Guard) -> None:
+        self.settings, self.engine, self.guard = settings, engine, guard
+
+    async def __call__(self, loss: str, version: str | None, request: Request) -> Response:
+        """Answer one infer request for ``loss`` (errors too: the guard maps them)."""
+        async def handle() -> Response:
+            body = await read_body(request, self.settings.max_body_bytes)
+            infer = InferRequest(loss, version, body, request.headers.get(HEADER_LENGTH),
+                                 self.settings, request_timeout(request))
+            return infer.answer(await run_watching_client(request, self.engine.run(infer.call)))
+        return await self.guard(loss, request, handle)
+
+
+def add_v2_routes(app: FastAPI, engine: Engine, endpoint: InferEndpoint) -> None:
+    """Mount the V2 routes on ``app`` (same engine, same auth middleware as native REST);
+    ``endpoint`` also serves the fast path."""
     router = APIRouter(tags=["v2"])
     live_ok = openapi.json_answer(
         {"type": "object", "properties": {"live": {"type": "boolean"}}}, "alive")
@@ -240,12 +258,8 @@ def add_v2_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard
                                     f"overloaded"))
 
     async def infer(loss: str, version: str | None, request: Request) -> Response:
-        async def handle() -> Response:
-            body = await read_body(request, settings.max_body_bytes)
-            infer = InferRequest(loss, version, body, request.headers.get(HEADER_LENGTH),
-                                 settings, request_timeout(request))
-            return infer.answer(await run_watching_client(request, engine.run(infer.call)))
-        return await guard(loss, request, handle)
+        # registered losses are served by the fast path (fastpath.py) before routing
+        return await endpoint(loss, version, request)
 
     metadata_ok = openapi.json_answer({"type": "object", "description": "name, versions, "
                                        "platform, inputs and outputs (name, datatype, shape)"},
