@@ -32,8 +32,14 @@ class Settings(BaseSettings):
                                      "runs alone: batching saves only per-call overhead, which "
                                      "big arrays do not notice, and concatenating copies them)")
 
-    max_batch_delay_us: int = Field(0, ge=0, le=1_000_000,
-                                    description="wait this long for a batch to fill (0: never)")
+    batch_wait_us: int = Field(
+        2_000, ge=0, le=1_000_000,
+        description="under load, the longest a request waits for the requests that usually "
+                    "join its batch (learnt from the batches formed; a lone request does not "
+                    "wait, but for a probe every quarter second; 0: never wait)")
+    max_batch_delay_us: int = Field(
+        0, ge=0, le=1_000_000, description="make every batch wait this long to fill (0: never; "
+                                           "when set, it replaces the adaptive batch_wait_us)")
     max_queue: int = Field(1024, ge=1, description="queued requests before rejecting (503)")
     inline_compute_elements: int = Field(
         16_384, ge=0, description="batches with at most this many input elements are computed "

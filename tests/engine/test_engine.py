@@ -290,3 +290,74 @@ def test_inline_prediction_uses_the_budget() -> None:
     assert engine._computes_inline([item()])  # 80 us predicted
     assert not engine._computes_inline([item(), item()])  # 160 us
     assert not engine._computes_inline([item(grad=True)])  # with gradients: not measured
+
+
+async def _staggered_load(engine: Engine, callers: int, seconds: float, seed: int
+                          ) -> list[tuple[dict, object]]:
+    """``callers`` closed-loop callers for ``seconds``, let in one every other turn of the
+    event loop (as grpc.aio hands over its calls: one at a time, each a turn or more after the
+    last). Returns every (arrays, result)."""
+    rng = np.random.default_rng(seed)
+    answered: list[tuple[dict, object]] = []
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + seconds
+    waiting: asyncio.Queue[asyncio.Event] = asyncio.Queue()
+
+    async def let_in() -> None:
+        while loop.time() < stop or not waiting.empty():
+            (await waiting.get()).set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    async def caller() -> None:
+        while loop.time() < stop:
+            gate = asyncio.Event()
+            waiting.put_nowait(gate)
+            await gate.wait()
+            arrays = _ce(rng, int(rng.integers(1, 5)), dtype="float32")
+            answered.append((arrays, await engine.compute("cross_entropy", arrays)))
+
+    door = asyncio.create_task(let_in())
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    door.cancel()
+    return answered
+
+
+@pytest.mark.parametrize("wait_us", [2000, 0])
+def test_callers_a_few_turns_apart_meet_in_batches_once_the_engine_learns_the_load(
+        wait_us: int) -> None:
+    """Calls that reach the engine turns apart never share a turn; once a probe finds them
+    arriving together (within 0.25 s), batches wait for them (``batch_wait_us``). Every answer
+    equals the unbatched computation, bit for bit."""
+    async def body(engine: Engine):
+        answered = await _staggered_load(engine, callers=16, seconds=1.0, seed=20)
+        return answered, _batch_sizes(engine)
+
+    answered, (batches, served) = asyncio.run(
+        _with_engine(Settings(batch_wait_us=wait_us), body))
+    assert served == len(answered) > 100
+    for arrays, result in answered:
+        assert result.loss.tobytes() == compute("cross_entropy", arrays).loss.tobytes()
+    if wait_us:
+        assert served / batches >= 3
+    else:  # no waiting: no two calls share a turn
+        assert served == batches
+
+
+def test_a_lone_caller_after_the_load_waits_at_most_twice_then_once_per_probe() -> None:
+    """When the load stops, the batch being waited for does not come: after two waits that
+    ran out the engine stops waiting, but for a probe every quarter second."""
+    async def body(engine: Engine):
+        await _staggered_load(engine, callers=16, seconds=0.6, seed=21)
+        assert engine.target.size > 1  # waiting for the load's batches
+        rng = np.random.default_rng(22)
+        waited, started = 0, asyncio.get_running_loop().time()
+        for _ in range(400):
+            before = asyncio.get_running_loop().time()
+            await engine.compute("cross_entropy", _ce(rng, 2))
+            waited += asyncio.get_running_loop().time() - before > 0.0009
+        elapsed = asyncio.get_running_loop().time() - started
+        return waited, elapsed
+
+    waited, elapsed = asyncio.run(_with_engine(Settings(), body))
+    assert waited <= 2 + elapsed / 0.25 + 1

@@ -12,12 +12,15 @@ event loop -> split -> per-request reduction.
   ``call_soon``, which runs once the turn's other ready callbacks (the requests that one read
   from the sockets decoded) have queued theirs, and takes them all. No timer: an idle server
   answers at once, and under load batches grow with the load: the HTTP requests that arrived
-  while the event loop computed are read and decoded in one turn afterwards (grpc.aio hands its
-  calls over one at a time, so gRPC calls seldom meet). While the compute threads are busy
-  requests wait in the queue, and the batch that finishes dispatches the next.
-  ``max_batch_delay_us`` trades latency for batch size (the dispatch waits that long).
-  Batches are capped by request count (``max_batch_requests=1`` turns batching off) and by
-  input elements.
+  while the event loop computed are read and decoded in one turn afterwards.
+* Under load a batch also waits for the requests that usually join it (:class:`BatchTarget`),
+  for at most ``batch_wait_us``: grpc.aio hands its calls over one at a time, a turn or more
+  apart, so without waiting gRPC calls seldom meet. The engine learns how many requests arrive
+  together from the batches it forms; a lone request does not wait, but for a probe now and
+  then. ``max_batch_delay_us`` instead makes every dispatch wait that long.
+* While the compute threads are busy requests wait in the queue, and the batch that finishes
+  dispatches the next. Batches are capped by request count (``max_batch_requests=1`` turns
+  batching off) and by input elements.
 * The queue is bounded: a full queue rejects at once (``Unavailable``). A request whose deadline
   passes while queued, or whose caller went away, is dropped before compute.
 * :meth:`Engine.drain` refuses new work, finishes what was accepted, then stops the compute
@@ -61,6 +64,87 @@ from ..settings import Settings
 
 log = logging.getLogger("lossd.engine")
 RATE_MIN_ELEMENTS = 4096  # smaller batches are mostly per-call overhead: they teach no rate
+PROBE_EVERY = 0.25  # seconds between tries of a batch bigger than usual
+MIN_WAITED_BATCH = 3  # a batch worth waiting for: two callers wait for each other's requests
+# at a cost (each waits while the other's is read) that their batch does not pay back
+
+
+class BatchTarget:
+    """How many requests the next batch waits for: the engine's estimate of how many arrive
+    together under the current load (1: none, dispatch at once).
+
+    After a batch that waited:
+
+    * as many requests came as it waited for: the next waits for half as many more (at least
+      one);
+    * its wait ran out while requests still came (the last sooner than 1.5 of their mean
+      interval before the end): the load fills whole waits, and the next waits for one more
+      than came;
+    * its wait ran out after the requests stopped coming: the next waits for as many as came,
+      and the target grows again only after :data:`PROBE_EVERY` seconds;
+    * fewer than :data:`MIN_WAITED_BATCH` came, twice in a row (once may be bad luck): stop
+      waiting.
+
+    While not waiting, every :data:`PROBE_EVERY` seconds one batch waits for
+    :data:`MIN_WAITED_BATCH` requests (a probe: a lone caller's request waits out the wait once
+    in a while).
+
+    >>> target = BatchTarget(cap=64)
+    >>> now = target.hold_until  # the first probe
+    >>> target.wanted(now)
+    3
+    >>> target.formed(3, ran_out=False, now=now); target.wanted(now)
+    4
+    >>> target.formed(8, ran_out=False, now=now); target.wanted(now)
+    12
+    >>> target.formed(9, ran_out=True, now=now + 0.002, arrivals=(now, now + 0.0019))
+    >>> target.wanted(now)  # requests came until the end of the wait
+    10
+    >>> target.formed(9, ran_out=True, now=now + 0.002, arrivals=(now, now + 0.0008))
+    >>> target.wanted(now)  # they stopped coming: wait for as many, and do not grow for now
+    9
+    >>> target.formed(9, ran_out=False, now=now); target.wanted(now)
+    9
+    >>> target.formed(2, ran_out=True, now=now); target.wanted(now)  # one miss: once more
+    3
+    >>> target.formed(1, ran_out=True, now=now); target.wanted(now + 0.1), target.wanted(now + 1)
+    (1, 3)
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap  # max_batch_requests
+        self.size = 1
+        self.hold_until = time.perf_counter() + PROBE_EVERY  # no growth (nor probe) before
+        self.misses = 0  # batches in a row that waited and were smaller than worth it
+
+    def wanted(self, now: float) -> int:
+        """Requests the next batch waits for (a probe when it is time for one)."""
+        if self.size == 1 and now >= self.hold_until and self.cap >= MIN_WAITED_BATCH:
+            self.size = MIN_WAITED_BATCH
+        return self.size
+
+    def formed(self, count: int, ran_out: bool, now: float, arrivals: tuple[float, float] = (0, 0)
+               ) -> None:
+        """A batch of ``count`` requests was taken at ``now``; ``ran_out``: its wait ended
+        first; ``arrivals``: when its first and its last request were queued."""
+        if self.size == 1:
+            return
+        if count < MIN_WAITED_BATCH:  # twice in a row: stop waiting
+            self.misses += 1
+            self.size = 1 if self.misses >= 2 else MIN_WAITED_BATCH
+            self.hold_until = now + PROBE_EVERY
+            return
+        self.misses = 0
+        first, last = arrivals
+        if ran_out and now - last < 1.5 * (last - first) / (count - 1):
+            self.size = min(self.cap, count + 1)  # requests came until the end: the load
+            # fills whole waits, so the next batch waits its whole wait too
+        elif ran_out or count < self.size:
+            self.size = count
+            self.hold_until = now + PROBE_EVERY
+        else:
+            grown = max(count + 1, count * 3 // 2) if now >= self.hold_until else count
+            self.size = min(self.cap, grown)
 
 
 @dataclass(eq=False)
@@ -88,6 +172,10 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatch_handle: asyncio.Handle | None = None  # the dispatch scheduled, if any
+        self.target = BatchTarget(settings.max_batch_requests)
+        # seconds a batch may wait for its target (0: never; a fixed delay replaces it)
+        self._batch_wait = 0 if settings.max_batch_delay_us else settings.batch_wait_us / 1e6
+        self._waiting_for = 0  # requests the scheduled dispatch waits for (0: not waiting)
         self._computing = 0  # batches on the compute threads
         self._in_flight = 0
         self._running = False
@@ -223,31 +311,65 @@ class Engine:
 
     def _schedule_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch once this turn's requests are queued (after ``max_batch_delay_us`` when it
-        is set, unless a full batch is already waiting)."""
+        is set), or at once when the batch being waited for is complete."""
         handle = self._dispatch_handle
         delay = self.settings.max_batch_delay_us
         if handle is None:
             self._dispatch_handle = (loop.call_later(delay / 1e6, self._dispatch) if delay
                                      else loop.call_soon(self._dispatch))
-        elif delay and len(self._queue) >= self.settings.max_batch_requests:
+        elif self._waiting_for and len(self._queue) >= self._waiting_for or (
+                delay and len(self._queue) >= self.settings.max_batch_requests):
             handle.cancel()
+            self._waiting_for = 0
             self._dispatch_handle = loop.call_soon(self._dispatch)
 
-    def _dispatch(self) -> None:
+    def _wait_for_batch(self) -> bool:
+        """Whether the dispatch waits for more requests (:class:`BatchTarget`); when it does,
+        a timer ends the wait ``batch_wait_us`` after the oldest request was queued."""
+        queue = self._queue
+        if not self._batch_wait or not queue or self._draining or (
+                self._computing >= self.settings.compute_threads):
+            return False
+        now = time.perf_counter()
+        wanted = self.target.wanted(now)
+        if len(queue) >= wanted:
+            return False
+        left = queue[0].enqueued + self._batch_wait - now
+        if left <= 0 or 2 * queue[0].elements > self.settings.max_batch_elements:
+            return False  # waited enough, or no other request could join it
+        assert self._loop is not None
+        self._waiting_for = wanted
+        self._dispatch_handle = self._loop.call_later(left, self._wait_ran_out)
+        return True
+
+    def _wait_ran_out(self) -> None:
+        self._dispatch_handle = None
+        self._waiting_for = 0
+        self._dispatch(ran_out=True)
+
+    def _dispatch(self, ran_out: bool = False) -> None:
         """Start batches while a compute thread is free: a small batch is computed right here
         (a thread hop would cost more than the compute, and NumPy holds the GIL on small
         arrays anyway), a bigger one on a compute thread, whose end dispatches again."""
         if self._dispatch_handle is not None:
             self._dispatch_handle.cancel()
             self._dispatch_handle = None
+        self._waiting_for = 0
+        if not ran_out and self._wait_for_batch():
+            return
+        first = True
         while self._running and self._queue and (
                 self._computing < self.settings.compute_threads):
             taken = self._take()
             self.metrics.queue_depth.set(len(self._queue))
             if not taken:
                 continue
-            groups = self._group(taken)
             started = time.perf_counter()
+            if first and self.target.size > 1:  # the batch that waited
+                self.target.formed(len(taken), ran_out, started,
+                                   (taken[0].enqueued, taken[-1].enqueued))
+            first = False
+            groups = self._group(taken)
             for item in taken:
                 self.metrics.queued(item.call.spec.name, item.protocol, started - item.enqueued)
             if self._computes_inline(taken):
