@@ -13,13 +13,11 @@ import numpy as np
 
 from lossd.client import AsyncGrpcClient
 from lossd.losses import compute
+from tests.support.waiting import metric
 
 
-def _total(url: str, name: str, *parts: str) -> float:
-    """The sum of the samples of ``name`` whose labels contain every one of ``parts``."""
-    return sum(float(line.rsplit(" ", 1)[1])
-               for line in httpx.get(f"{url}/metrics").text.splitlines()
-               if line.startswith(name + "{") and all(p in line for p in parts))
+def _total(url: str, name: str, *labels: str) -> float:
+    return metric(httpx.get(f"{url}/metrics").text, name, *labels)
 
 
 def _batches(url: str) -> tuple[float, float]:

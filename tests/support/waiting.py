@@ -48,7 +48,9 @@ async def wait_until_async(condition: Callable[[], Awaitable[T] | T], *, what: s
         await asyncio.sleep(every)
 
 
-def metric(text: str, name: str) -> float:
-    """The sum of every sample of ``name`` (all its labels) in a Prometheus exposition."""
+def metric(text: str, name: str, *labels: str) -> float:
+    """The sum of every sample of ``name`` in a Prometheus exposition whose labels include each
+    of ``labels`` (``'protocol="grpc"'``; none: all its samples)."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " ")
+               and all(label in line for label in labels))

@@ -339,18 +339,14 @@ class Engine:
             return False  # waited enough, or no other request could join it
         assert self._loop is not None
         self._waiting_for = wanted
-        self._dispatch_handle = self._loop.call_later(left, self._wait_ran_out)
+        self._dispatch_handle = self._loop.call_later(left, self._dispatch, True)  # ran out
         return True
-
-    def _wait_ran_out(self) -> None:
-        self._dispatch_handle = None
-        self._waiting_for = 0
-        self._dispatch(ran_out=True)
 
     def _dispatch(self, ran_out: bool = False) -> None:
         """Start batches while a compute thread is free: a small batch is computed right here
         (a thread hop would cost more than the compute, and NumPy holds the GIL on small
-        arrays anyway), a bigger one on a compute thread, whose end dispatches again."""
+        arrays anyway), a bigger one on a compute thread, whose end dispatches again.
+        ``ran_out``: the timer of a batch's wait (:meth:`_wait_for_batch`) ended it."""
         if self._dispatch_handle is not None:
             self._dispatch_handle.cancel()
             self._dispatch_handle = None
